@@ -1,0 +1,47 @@
+"""A Ray cluster on this machine only, bound to the loopback address.
+
+Ray binds to the machine's network address by default; every server here must
+listen on 127.0.0.1 and every test must send traffic only to this machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before Ray starts, so the raylet and every worker (vLLM engines included) inherit them.
+LOOPBACK_ENV = {
+    # Without this Ray rewrites 127.0.0.1 to the machine's address.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_NODE_IP_ADDRESS": "127.0.0.1",
+    "VLLM_HOST_IP": "127.0.0.1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+# An engine replica plus the ingress need more logical CPUs than 2 physical cores;
+# logical CPUs only gate scheduling, the OS shares the real ones.
+DEFAULT_LOGICAL_CPUS = 8
+
+
+def apply_loopback_env() -> None:
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
+    """Start (or join, if RAY_ADDRESS is set) a loopback-only Ray cluster."""
+    import ray
+
+    apply_loopback_env()
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS"),
+        num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
+        _node_ip_address="127.0.0.1",
+        include_dashboard=kwargs.pop("include_dashboard", False),
+        configure_logging=True,
+        logging_level="WARNING",
+        **kwargs,
+    )

@@ -1,0 +1,197 @@
+"""The schema of a Serve application's `args`: the single source of truth for every config.
+
+YAML in (`applications[].args` of a Serve config file), validated objects out. A bad
+config fails at `build_app` time with pydantic's message, which names the bad field
+(e.g. `models.0.parallelism.tensor_parallel_size`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cluster.local_model import LOCAL_MODELS
+
+# Engine arguments that the schema owns elsewhere: letting them in `engine_args` too
+# would give two sources of truth for the same setting.
+_ENGINE_ARGS_OWNED_BY_SCHEMA = {
+    "model": "weights",
+    "served_model_name": "name / aliases",
+    "tensor_parallel_size": "parallelism.tensor_parallel_size",
+    "pipeline_parallel_size": "parallelism.pipeline_parallel_size",
+    "distributed_executor_backend": "placement (chosen from the accelerator)",
+}
+
+Accelerator = Literal["CPU", "H100", "H200", "B200", "A100", "L40S", "MI300X"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeightsSource(StrictModel):
+    """Where the checkpoint comes from; exactly one of `local`, `path`, `hf_repo`."""
+
+    local: Literal[LOCAL_MODELS] | None = Field(  # type: ignore[valid-type]
+        None, description="a model prepared on this machine by `python -m cluster.local_model`"
+    )
+    path: str | None = Field(None, description="a directory on local or shared storage")
+    hf_repo: str | None = Field(None, description="a Hugging Face repo id, e.g. moonshotai/Kimi-K2.5")
+    revision: str | None = Field(None, description="a commit or tag of `hf_repo`")
+    allow_patterns: list[str] | None = Field(
+        None, description="file patterns of the chosen format, e.g. ['*.safetensors', '*.json']"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> WeightsSource:
+        chosen = [k for k in ("local", "path", "hf_repo") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"set exactly one of local, path, hf_repo (got {chosen or 'none'})"
+            )
+        if self.hf_repo is None and (self.revision or self.allow_patterns):
+            raise ValueError("revision and allow_patterns apply only to hf_repo")
+        return self
+
+    def resolve(self) -> str:
+        """The model argument vLLM gets (a local directory or a repo id)."""
+        if self.local is not None:
+            from cluster.local_model import ensure_local_model
+
+            return str(ensure_local_model(self.local))
+        if self.path is not None:
+            return self.path
+        return self.hf_repo  # type: ignore[return-value]
+
+
+class ParallelismConfig(StrictModel):
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per TP group, inside one node")
+    pipeline_parallel_size: int = Field(1, ge=1, description="pipeline stages, one node each")
+
+    @property
+    def workers(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+class PlacementConfig(StrictModel):
+    accelerator: Accelerator = Field("CPU", description="GPU type of the nodes, or CPU")
+    gpus_per_node: int = Field(8, ge=1, description="GPUs of one node of that type")
+    cpus_per_worker: float = Field(1.0, gt=0, description="logical CPUs each engine worker holds")
+
+    @model_validator(mode="after")
+    def _cpu_has_no_gpus(self) -> PlacementConfig:
+        if self.accelerator == "CPU" and "gpus_per_node" in self.model_fields_set:
+            raise ValueError("gpus_per_node applies only to a GPU accelerator")
+        return self
+
+
+class SloConfig(StrictModel):
+    ttft_target_s: float = Field(2.0, gt=0, description="time-to-first-token target, seconds")
+
+
+class ModelConfig(StrictModel):
+    """One model behind the shared ingress: what it is, how the engine runs, where."""
+
+    name: str = Field(description="the `model` clients send")
+    aliases: list[str] = Field(default_factory=list, description="other names that route here")
+    catalog_id: str | None = Field(
+        None, description="the planner's id of this architecture (python -m cluster plan)"
+    )
+    weights: WeightsSource
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vLLM engine and frontend arguments, by their `vllm serve` names "
+        "(underscores), e.g. max_model_len, tool_call_parser",
+    )
+    parallelism: ParallelismConfig = ParallelismConfig()
+    placement: PlacementConfig = PlacementConfig()
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(
+        256, ge=1, description="requests one engine replica accepts at once"
+    )
+    slo: SloConfig = SloConfig()
+
+    @field_validator("name", "aliases")
+    @classmethod
+    def _valid_model_names(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}", name):
+                raise ValueError(f"{name!r} is not a valid model name")
+        return value
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args_not_owned_elsewhere(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in _ENGINE_ARGS_OWNED_BY_SCHEMA:
+                raise ValueError(
+                    f"engine_args.{key} is set by {_ENGINE_ARGS_OWNED_BY_SCHEMA[key]}, not here"
+                )
+            if "-" in key:
+                raise ValueError(f"engine_args.{key}: use underscores ({key.replace('-', '_')})")
+        return value
+
+    @model_validator(mode="after")
+    def _tensor_parallel_fits_a_node(self) -> ModelConfig:
+        tp = self.parallelism.tensor_parallel_size
+        if self.placement.accelerator != "CPU" and tp > self.placement.gpus_per_node:
+            raise ValueError(
+                f"parallelism.tensor_parallel_size={tp} exceeds placement.gpus_per_node="
+                f"{self.placement.gpus_per_node}: a TP group must sit inside one node"
+            )
+        return self
+
+    @property
+    def served_names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+    @property
+    def deployment_name(self) -> str:
+        """A Serve deployment name derived from the model name (Serve forbids '/')."""
+        return "engine-" + re.sub(r"[^A-Za-z0-9._-]", "-", self.name)
+
+
+class IngressConfig(StrictModel):
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(
+        4096, ge=1, description="open requests one ingress replica holds (streams included)"
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request body size limit")
+
+
+class AppConfig(StrictModel):
+    """The `args` of one Serve application: every model behind one shared ingress."""
+
+    models: list[ModelConfig] = Field(min_length=1)
+    ingress: IngressConfig = IngressConfig()
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> AppConfig:
+        seen: dict[str, str] = {}
+        for model in self.models:
+            for name in model.served_names:
+                if name in seen:
+                    raise ValueError(
+                        f"model name {name!r} is used by both {seen[name]!r} and {model.name!r}"
+                    )
+                seen[name] = model.name
+        deployments = [m.deployment_name for m in self.models]
+        if len(set(deployments)) != len(deployments):
+            raise ValueError(f"model names collide as Serve deployment names: {deployments}")
+        return self
+
+
+def load_app_config(serve_config_path: str | Path, application: str | None = None) -> AppConfig:
+    """The AppConfig of one application of a Serve config file (the first if not named)."""
+    document = yaml.safe_load(Path(serve_config_path).read_text())
+    applications = document.get("applications") or []
+    for app in applications:
+        if application is None or app.get("name") == application:
+            return AppConfig.model_validate(app.get("args") or {})
+    raise ValueError(f"{serve_config_path}: no application {application or ''} found")

@@ -1,0 +1,202 @@
+"""The engine deployment: one vLLM AsyncLLM per replica, served through vLLM's own
+OpenAI serving code (`OpenAIServingChat`, `OpenAIServingCompletion`).
+
+Calls from the ingress are Serve streaming calls. Each yields, in order:
+- an `ErrorReply` and nothing else, for a request the engine refuses;
+- a `dict` (the whole response) and nothing else, for a non-streamed request;
+- `str` pieces of the SSE stream, for a streamed one. Pieces that are already waiting
+  when the ingress asks for the next one are sent together: no timer, so the first
+  token is never delayed, yet a slow consumer costs fewer Ray messages per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from deployments.config import ModelConfig
+from deployments.errors import ErrorReply, bad_request
+from deployments.vllm_args import build_vllm_args
+
+logger = logging.getLogger("giantserve.engine")
+
+
+class SchedulerStatsProbe:
+    """Keeps the latest scheduler numbers vLLM reports (running, waiting, KV usage)."""
+
+    def __init__(self) -> None:
+        self.latest = None
+
+    def factory(self):
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        probe = self
+
+        class _Logger(StatLoggerBase):
+            def __init__(self, vllm_config, engine_index: int = 0):
+                pass
+
+            def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx=0):
+                if scheduler_stats is not None:
+                    probe.latest = scheduler_stats
+
+            def log_engine_initialized(self):
+                pass
+
+        return _Logger
+
+
+class LLMEngine:
+    """Serve deployment class; `deployments.app` binds one per model."""
+
+    async def __init__(self, model: ModelConfig):
+        from ray.util.placement_group import get_current_placement_group
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+        from starlette.datastructures import State
+
+        self.model = model
+        on_gpu = model.placement.accelerator != "CPU"
+        engine_args, namespace = build_vllm_args(
+            model, model.weights.resolve(), on_ray_executor=on_gpu
+        )
+        vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+        if on_gpu:
+            # vLLM's Ray executor puts one worker in each bundle of this replica's group.
+            vllm_config.parallel_config.placement_group = get_current_placement_group()
+        self._stats = SchedulerStatsProbe()
+        self.engine = AsyncLLM.from_vllm_config(
+            vllm_config,
+            usage_context=UsageContext.OPENAI_API_SERVER,
+            stat_loggers=[self._stats.factory()],
+            enable_log_requests=engine_args.enable_log_requests,
+            disable_log_stats=False,
+        )
+        state = State()
+        await init_app_state(
+            self.engine, state, namespace, supported_tasks=await self.engine.get_supported_tasks()
+        )
+        self._chat = state.openai_serving_chat
+        self._completion = state.openai_serving_completion
+        self._request_models = _request_models()
+        logger.info("engine for %s ready (pid %d)", model.name, os.getpid())
+
+    async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in self._serve("chat", body):
+            yield item
+
+    async def completions(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in self._serve("completions", body):
+            yield item
+
+    async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+        request_cls, serving, create = {
+            "chat": (self._request_models.chat, self._chat, "create_chat_completion"),
+            "completions": (self._request_models.completion, self._completion, "create_completion"),
+        }[kind]
+        if serving is None:
+            yield bad_request(f"{self.model.name} does not serve /{kind}")
+            return
+        try:
+            request = request_cls.model_validate(body)
+        except ValidationError as error:
+            yield _validation_error(error)
+            return
+        try:
+            result = await getattr(serving, create)(request, raw_request=None)
+        except (ValueError, self._request_models.client_error) as error:
+            # vLLM's own mapping from its exception types to status codes.
+            result = serving.create_error_response(error)
+        if isinstance(result, self._request_models.error):
+            yield ErrorReply(result.error.code, result.error.message, result.error.param)
+        elif hasattr(result, "model_dump"):
+            yield result.model_dump(mode="json", exclude_none=True)
+        else:
+            async for piece in _coalesce(result):
+                yield piece
+
+    async def engine_stats(self) -> dict[str, Any]:
+        """What the engine holds now: unfinished requests and the scheduler's last numbers."""
+        latest = self._stats.latest
+        return {
+            "unfinished_requests": self.engine.output_processor.get_num_unfinished_requests(),
+            "running": latest.num_running_reqs if latest else 0,
+            "waiting": latest.num_waiting_reqs if latest else 0,
+            "kv_cache_usage": latest.kv_cache_usage if latest else 0.0,
+        }
+
+    async def check_health(self) -> None:
+        # Raises once the engine core process is dead; Serve then replaces this replica.
+        await self.engine.check_health()
+
+    def __del__(self):
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()
+
+
+class _RequestModels:
+    def __init__(self, chat, completion, error, client_error):
+        self.chat, self.completion, self.error = chat, completion, error
+        self.client_error = client_error
+
+
+def _request_models() -> _RequestModels:
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+    from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+    from vllm.exceptions import VLLMClientError
+
+    return _RequestModels(ChatCompletionRequest, CompletionRequest, ErrorResponse, VLLMClientError)
+
+
+def _validation_error(error: ValidationError) -> ErrorReply:
+    problems = error.errors(include_url=False, include_input=False)
+    first = problems[0]
+    param = ".".join(str(part) for part in first.get("loc", ())) or None
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in problem.get('loc', ())) or 'body'}: {problem['msg']}"
+        for problem in problems[:5]
+    )
+    return bad_request(message, param)
+
+
+_END = object()
+
+
+async def _coalesce(stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Yield the stream's pieces, joining those that piled up since the last yield."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for piece in stream:
+                queue.put_nowait(piece)
+        except Exception as error:  # surfaced to the consumer below
+            queue.put_nowait(error)
+        queue.put_nowait(_END)
+
+    # Cancelling the pump (client gone) cancels vLLM's generator, which aborts the request.
+    pump_task = asyncio.create_task(pump())
+    try:
+        while True:
+            pieces = [await queue.get()]
+            while not queue.empty():
+                pieces.append(queue.get_nowait())
+            done = pieces[-1] is _END
+            text = [p for p in pieces if isinstance(p, str)]
+            failures = [p for p in pieces if isinstance(p, Exception)]
+            if text:
+                yield "".join(text)
+            if failures:
+                raise failures[0]
+            if done:
+                return
+    finally:
+        pump_task.cancel()
