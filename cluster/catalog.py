@@ -36,7 +36,7 @@ class Source(Frozen):
 
 
 class Precision(StrEnum):
-    """How the linear weights are stored; embeddings, norms and routers stay bf16 in every scheme."""
+    """How linear weights are stored; embeddings, norms and routers stay bf16 in every scheme."""
 
     BF16 = "bf16"
     FP8 = "fp8"
@@ -101,7 +101,9 @@ class SlidingWindowFacts(Frozen):
 
 
 class ParamCounts(Frozen):
-    total: int = Field(description="decoder + embeddings + head; MTP layers and vision encoder excluded")
+    total: int = Field(
+        description="decoder + embeddings + head; MTP layers and vision encoder excluded"
+    )
     active: int | None = None
     vision: int = 0
     published: str
@@ -113,7 +115,9 @@ class Checkpoint(Frozen):
     quantized_parts: Literal["all_linear", "routed_experts"] = "all_linear"
     fp8_weight_block: tuple[int, int] | None = None
     int4_group_size: int | None = None
-    weight_bytes: int | None = Field(None, description="exact size when known, else estimated")
+    weight_bytes: int | None = Field(
+        default=None, description="exact size when known, else estimated"
+    )
 
 
 class ModelSpec(Frozen):
@@ -154,8 +158,12 @@ class ModelSpec(Frozen):
         if self.attention is not AttentionKind.MLA and self.head_dim is None:
             raise ValueError(f"{self.id}: {self.attention} attention needs head_dim")
         is_mha = self.num_key_value_heads == self.num_attention_heads
-        if self.attention is not AttentionKind.MLA and is_mha != (self.attention is AttentionKind.MHA):
-            raise ValueError(f"{self.id}: attention {self.attention} disagrees with the head counts")
+        if self.attention is not AttentionKind.MLA and is_mha != (
+            self.attention is AttentionKind.MHA
+        ):
+            raise ValueError(
+                f"{self.id}: attention {self.attention} disagrees with the head counts"
+            )
         return self
 
     @property
@@ -219,7 +227,9 @@ def get_model(model_id: str) -> ModelSpec:
             return model
     known = ", ".join(m.id for m in models())
     aliases = ", ".join(f"{a} (= {m.id})" for m in models() for a in m.aliases)
-    raise CatalogLookupError(f"unknown model {model_id!r}; known models: {known}; aliases: {aliases}")
+    raise CatalogLookupError(
+        f"unknown model {model_id!r}; known models: {known}; aliases: {aliases}"
+    )
 
 
 def get_gpu(gpu_id: str) -> GpuType:
@@ -238,7 +248,9 @@ def _catalog() -> tuple[tuple[ModelSpec, ...], tuple[GpuType, ...], tuple[Machin
     loaded_models = _load_entries(model_doc, "models", ModelSpec)
     loaded_gpus = _load_entries(gpu_doc, "gpus", GpuType)
     loaded_machines = _load_entries(gpu_doc, "machines", MachineType)
-    _check_unique([m.id for m in loaded_models] + [a for m in loaded_models for a in m.aliases], "model id")
+    _check_unique(
+        [m.id for m in loaded_models] + [a for m in loaded_models for a in m.aliases], "model id"
+    )
     _check_unique([g.id for g in loaded_gpus], "GPU id")
     gpu_ids = {g.id for g in loaded_gpus}
     for machine in loaded_machines:
@@ -258,7 +270,7 @@ def _load_entries(document: dict[str, Any], section: str, cls: type[Frozen]) -> 
 
 
 def _unwrap_facts(node: Any, path: str, table: dict[str, str], sources: dict[str, Source]) -> Any:
-    """The node with every `{value, source, ...}` leaf replaced by its value; sources collected by path."""
+    """`node` with each `{value, source, ...}` leaf replaced by its value; sources kept by path."""
     if isinstance(node, dict) and "value" in node and "source" in node:
         sources[path] = Source(
             citation=_resolve_citation(node["source"], path, table),
@@ -267,7 +279,10 @@ def _unwrap_facts(node: Any, path: str, table: dict[str, str], sources: dict[str
         )
         return node["value"]
     if isinstance(node, dict):
-        return {k: _unwrap_facts(v, f"{path}.{k}" if path else k, table, sources) for k, v in node.items()}
+        return {
+            k: _unwrap_facts(v, f"{path}.{k}" if path else k, table, sources)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_unwrap_facts(v, f"{path}.{i}", table, sources) for i, v in enumerate(node)]
     return node

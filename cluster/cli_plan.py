@@ -12,8 +12,6 @@ import sys
 from cluster.catalog import Precision, gpus
 from cluster.planner import InfeasiblePlanError, Plan, PlanRequest, plan
 
-_DEFAULTS = PlanRequest(model="-", gpu="-")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,31 +20,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="catalog id, e.g. kimi-k2.5 (an unknown id lists the known ones)")
+    parser.add_argument(
+        "model", help="catalog id, e.g. kimi-k2.5 (an unknown id lists the known ones)"
+    )
     parser.add_argument("--gpu", required=True, help=f"GPU type: {', '.join(g.id for g in gpus())}")
-    parser.add_argument("--gpus-per-node", type=int, default=_DEFAULTS.gpus_per_node)
+    parser.add_argument("--gpus-per-node", type=int, default=_default("gpus_per_node"))
     parser.add_argument(
         "--precision",
         choices=["native", *(p.value for p in Precision)],
-        default=_DEFAULTS.precision,
-        help="weights: the native checkpoint, a published one at that precision, or a smaller quantization",
+        default=_default("precision"),
+        help="the native checkpoint, a published one at that precision, or a smaller quantization",
     )
     parser.add_argument(
-        "--context", type=int, default=_DEFAULTS.context, help="tokens per sequence (default %(default)s)"
+        "--context",
+        type=int,
+        default=_default("context"),
+        help="tokens per sequence (default %(default)s)",
     )
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=_DEFAULTS.concurrency,
+        default=_default("concurrency"),
         help="sequences of --context tokens one replica holds at once (default %(default)s)",
     )
-    parser.add_argument("--gpu-memory-utilization", type=float, default=_DEFAULTS.gpu_memory_utilization)
-    parser.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default=_DEFAULTS.kv_cache_dtype)
     parser.add_argument(
-        "--max-nodes", type=int, default=_DEFAULTS.max_nodes, help="largest replica considered (default %(default)s)"
+        "--gpu-memory-utilization", type=float, default=_default("gpu_memory_utilization")
     )
-    parser.add_argument("--json", action="store_true", help="print the plan (or the infeasibility) as JSON")
+    parser.add_argument(
+        "--kv-cache-dtype", choices=["auto", "fp8"], default=_default("kv_cache_dtype")
+    )
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=_default("max_nodes"),
+        help="largest replica considered (default %(default)s)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the plan (or the infeasibility) as JSON"
+    )
     parser.set_defaults(run=run)
+
+
+def _default(field: str) -> object:
+    return PlanRequest.model_fields[field].default
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,13 +94,14 @@ def run(args: argparse.Namespace) -> int:
 
 def format_plan(p: Plan) -> str:
     stages = "/".join(map(str, p.layers_per_stage))
+    gpus = f"{p.gpus_per_replica} GPUs" if p.gpus_per_replica > 1 else "1 GPU"
     nodes = f"{p.nodes} nodes" if p.nodes > 1 else "1 node"
     rows = [
         ("weights", f"{p.weights_total_gb:.1f} GB: {p.weights_description}"),
         (
             "layout",
-            f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size} = {p.gpus_per_replica} GPUs "
-            f"on {nodes}; layers per stage {stages}",
+            f"TP {p.tensor_parallel_size} x PP {p.pipeline_parallel_size} = {gpus} on {nodes}; "
+            f"layers per stage {stages}",
         ),
         (
             "per GPU",
@@ -94,7 +111,8 @@ def format_plan(p: Plan) -> str:
         (
             "KV bytes per token",
             f"{p.kv_bytes_per_token:,} whole model, {p.kv_bytes_per_token_per_gpu:,} per GPU "
-            f"({p.kv_bytes_per_sequence_per_gpu / 1e9:.2f} GB per GPU per {p.context:,}-token sequence)",
+            f"({p.kv_bytes_per_sequence_per_gpu / 1e9:.2f} GB per GPU per "
+            f"{p.context:,}-token sequence)",
         ),
         (
             "KV cache",
@@ -103,12 +121,16 @@ def format_plan(p: Plan) -> str:
         ),
         (
             "vLLM",
-            f"tensor_parallel_size={p.tensor_parallel_size} pipeline_parallel_size={p.pipeline_parallel_size} "
+            f"tensor_parallel_size={p.tensor_parallel_size} "
+            f"pipeline_parallel_size={p.pipeline_parallel_size} "
             f"max_model_len={p.context} max_num_seqs={p.max_num_seqs} "
             f"gpu_memory_utilization={p.gpu_memory_utilization} kv_cache_dtype={p.kv_cache_dtype}",
         ),
         ("Ray", f"accelerator_type:{p.ray_accelerator_type}"),
-        ("machines", ", ".join(p.machine_types) or f"none in the catalog with {p.gpus_per_node} GPUs"),
+        (
+            "machines",
+            ", ".join(p.machine_types) or f"none in the catalog with {p.gpus_per_node} GPUs",
+        ),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"{p.model_id} ({p.model_name}) on {p.gpu}, {p.gpus_per_node} GPUs per node"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from pydantic import Field
+
 from cluster.catalog import Frozen, ModelSpec
 
 KvCacheDtype = Literal["auto", "fp8"]
@@ -31,6 +33,9 @@ _DTYPE_BYTES = {"bfloat16": 2}
 class KvCacheCapacity(Frozen):
     num_blocks: int
     blocks_per_sequence: int
+    bytes_per_sequence: int = Field(
+        description="one sequence of max_model_len tokens, in whole blocks"
+    )
     max_concurrency: float
     tokens: int
 
@@ -58,7 +63,7 @@ def kv_bytes_per_token_per_layer(
 
 
 def kv_bytes_per_token(model: ModelSpec, kv_cache_dtype: KvCacheDtype = "auto") -> int:
-    """The whole model's bytes per token on one GPU (no parallelism), every layer caching every token."""
+    """The whole model's bytes per token on one GPU, every layer caching every token."""
     return model.num_hidden_layers * kv_bytes_per_token_per_layer(model, 1, kv_cache_dtype)
 
 
@@ -87,31 +92,18 @@ def kv_cache_capacity(
     return KvCacheCapacity(
         num_blocks=num_blocks,
         blocks_per_sequence=blocks_per_sequence,
+        bytes_per_sequence=blocks_per_sequence * group_size * page,
         max_concurrency=max_concurrency,
         tokens=int(max_concurrency * max_model_len),
     )
 
 
-def kv_bytes_per_sequence(
-    model: ModelSpec,
-    context: int,
-    *,
-    layers: range,
-    tensor_parallel_size: int,
-    kv_cache_dtype: KvCacheDtype = "auto",
-    block_size: int = 16,
-    max_num_batched_tokens: int = 8192,
-) -> int:
-    """Bytes one sequence of `context` tokens takes on one GPU of a stage, in whole blocks."""
-    group_size, blocks_per_sequence = _block_groups(
-        model, layers, context, block_size, max_num_batched_tokens
-    )
-    page = block_size * kv_bytes_per_token_per_layer(model, tensor_parallel_size, kv_cache_dtype)
-    return blocks_per_sequence * group_size * page
-
-
 def _block_groups(
-    model: ModelSpec, layers: range, max_model_len: int, block_size: int, max_num_batched_tokens: int
+    model: ModelSpec,
+    layers: range,
+    max_model_len: int,
+    block_size: int,
+    max_num_batched_tokens: int,
 ) -> tuple[int, int]:
     """(layers per block group, block ids one sequence of max_model_len takes over all groups).
 

@@ -39,7 +39,6 @@ from cluster.catalog import (
 )
 from cluster.kv_cache import (
     KvCacheDtype,
-    kv_bytes_per_sequence,
     kv_bytes_per_token,
     kv_bytes_per_token_per_layer,
     kv_cache_capacity,
@@ -62,15 +61,21 @@ _GB = 1e9
 class PlanRequest(Frozen):
     model: str = Field(description="catalog id or alias, e.g. kimi-k2.5")
     gpu: str = Field(description="GPU type id, e.g. H200")
-    gpus_per_node: int = Field(8, ge=1)
+    gpus_per_node: int = Field(default=8, ge=1)
     precision: Precision | Literal["native"] = "native"
-    context: int = Field(32768, ge=1, description="tokens per sequence, prompt and output (max_model_len)")
-    concurrency: int = Field(16, ge=1, description="sequences of `context` tokens held at once per replica")
-    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
+    context: int = Field(
+        default=32768, ge=1, description="tokens per sequence, prompt and output (max_model_len)"
+    )
+    concurrency: int = Field(
+        default=16, ge=1, description="sequences of `context` tokens held at once per replica"
+    )
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     kv_cache_dtype: KvCacheDtype = "auto"
-    max_num_batched_tokens: int = Field(8192, ge=1, description="vLLM's default on H100/H200 for serving")
-    block_size: int = Field(16, ge=1)
-    max_nodes: int = Field(8, ge=1, description="largest replica considered, in nodes")
+    max_num_batched_tokens: int = Field(
+        default=8192, ge=1, description="vLLM's default on H100/H200 for serving"
+    )
+    block_size: int = Field(default=16, ge=1)
+    max_nodes: int = Field(default=8, ge=1, description="largest replica considered, in nodes")
 
 
 class Layout(Frozen):
@@ -96,7 +101,6 @@ class Layout(Frozen):
 class StageMemory(Frozen):
     """One GPU of a pipeline stage (all GPUs of a stage are alike)."""
 
-    first_layer: int
     num_layers: int
     weights_bytes: int
     reserve_bytes: int
@@ -122,7 +126,8 @@ class LayoutEvaluation(Frozen):
     def shortfall_bytes(self, concurrency: int) -> int:
         """Memory per GPU the worst stage lacks for weights, reserve and `concurrency` sequences."""
         return max(
-            max(0, concurrency * stage.kv_bytes_per_sequence - stage.kv_cache_bytes) for stage in self.stages
+            max(0, concurrency * stage.kv_bytes_per_sequence - stage.kv_cache_bytes)
+            for stage in self.stages
         )
 
     def why_not(self, request: PlanRequest) -> str:
@@ -131,8 +136,9 @@ class LayoutEvaluation(Frozen):
         if heaviest.kv_cache_bytes <= 0:
             used = heaviest.weights_bytes + heaviest.reserve_bytes
             return (
-                f"{self.layout.label}: {_gb(heaviest.weights_bytes)} weights + {_gb(heaviest.reserve_bytes)} "
-                f"reserve = {_gb(used)} per GPU exceed {_gb(self.usable_bytes)} usable "
+                f"{self.layout.label}: {_gb(heaviest.weights_bytes)} weights + "
+                f"{_gb(heaviest.reserve_bytes)} reserve = {_gb(used)} per GPU exceed "
+                f"{_gb(self.usable_bytes)} usable "
                 f"({short} short per GPU with the KV cache)"
             )
         stage = self.binding_stage
@@ -152,7 +158,9 @@ class Plan(Frozen):
     machine_types: tuple[str, ...]
 
     precision: Precision
-    checkpoint: str | None = Field(description="HF repo to load; None when no checkpoint at this precision is known")
+    checkpoint: str | None = Field(
+        description="HF repo to load; None when no checkpoint at this precision is known"
+    )
     weights_estimated: bool
     weights_description: str
 
@@ -174,11 +182,19 @@ class Plan(Frozen):
     weights_per_gpu_gb: float = Field(description="the heaviest stage")
     reserve_per_gpu_gb: float
     kv_cache_per_gpu_gb: float = Field(description="the binding stage")
-    kv_bytes_per_token: int = Field(description="whole model on one GPU, every layer caching every token")
-    kv_bytes_per_token_per_gpu: int = Field(description="binding stage under this TP, every layer caching every token")
-    kv_bytes_per_sequence_per_gpu: int = Field(description="one sequence of `context` tokens, sliding windows applied")
+    kv_bytes_per_token: int = Field(
+        description="whole model on one GPU, every layer caching every token"
+    )
+    kv_bytes_per_token_per_gpu: int = Field(
+        description="binding stage under this TP, every layer caching every token"
+    )
+    kv_bytes_per_sequence_per_gpu: int = Field(
+        description="one sequence of `context` tokens, sliding windows applied"
+    )
     kv_cache_tokens: int = Field(description="per replica, as vLLM reports it")
-    max_concurrent_sequences: int = Field(description="sequences of `context` tokens the KV cache holds")
+    max_concurrent_sequences: int = Field(
+        description="sequences of `context` tokens the KV cache holds"
+    )
 
     reasons: tuple[str, ...]
     unverified_facts: tuple[str, ...]
@@ -190,7 +206,9 @@ class Infeasibility(Frozen):
     message: str
     closest: str
     shortfall_per_gpu_gb: float
-    alternatives: tuple[Plan, ...] = Field(description="smallest fitting layouts: more nodes, other GPUs")
+    alternatives: tuple[Plan, ...] = Field(
+        description="smallest fitting layouts: more nodes, other GPUs"
+    )
 
 
 class InfeasiblePlanError(ValueError):
@@ -247,15 +265,17 @@ def pipeline_stage_layers(num_layers: int, pipeline_parallel_size: int) -> tuple
     for i in range(2, num_layers % pipeline_parallel_size + 2):
         sizes[-i] += 1
     starts = [sum(sizes[:i]) for i in range(pipeline_parallel_size)]
-    return tuple(range(start, start + size) for start, size in zip(starts, sizes))
+    return tuple(range(start, start + size) for start, size in zip(starts, sizes, strict=True))
 
 
 def candidate_layouts(
-    model: ModelSpec, weights: WeightFormat, gpus_per_node: int, max_nodes: int, gpu: GpuType
+    model: ModelSpec, weights: WeightFormat, gpu: GpuType, gpus_per_node: int, max_nodes: int
 ) -> list[Layout]:
     """Valid layouts, smallest first, in order of preference among equal sizes."""
     tensor_sizes = [
-        tp for tp in range(1, gpus_per_node + 1) if tensor_parallel_problem(model, weights, tp) is None
+        tp
+        for tp in range(1, gpus_per_node + 1)
+        if tensor_parallel_problem(model, weights, tp) is None
     ]
     tensor_sizes.sort(reverse=gpu.peer_link != "pcie")
     replica_sizes = [n for n in range(1, gpus_per_node + 1) if gpus_per_node % n == 0]
@@ -266,9 +286,16 @@ def candidate_layouts(
             if size % tp or (size > gpus_per_node and gpus_per_node % tp):
                 continue
             pp = size // tp
-            if pp > model.num_hidden_layers or _stage_imbalance(model.num_hidden_layers, pp) > _MAX_STAGE_IMBALANCE:
+            if (
+                pp > model.num_hidden_layers
+                or _stage_imbalance(model.num_hidden_layers, pp) > _MAX_STAGE_IMBALANCE
+            ):
                 continue
-            layouts.append(Layout(tensor_parallel_size=tp, pipeline_parallel_size=pp, gpus_per_node=gpus_per_node))
+            layouts.append(
+                Layout(
+                    tensor_parallel_size=tp, pipeline_parallel_size=pp, gpus_per_node=gpus_per_node
+                )
+            )
     return layouts
 
 
@@ -292,22 +319,23 @@ def evaluate_layout(
             max_num_seqs=request.concurrency,
         )
         kv_cache_bytes = usable - weights_bytes - reserve
-        kv_options = dict(
+        capacity = kv_cache_capacity(
+            model,
+            max(0, kv_cache_bytes),
+            max_model_len=request.context,
             layers=layers,
             tensor_parallel_size=tp,
             kv_cache_dtype=request.kv_cache_dtype,
             block_size=request.block_size,
             max_num_batched_tokens=request.max_num_batched_tokens,
         )
-        capacity = kv_cache_capacity(model, max(0, kv_cache_bytes), max_model_len=request.context, **kv_options)
         stages.append(
             StageMemory(
-                first_layer=layers.start,
                 num_layers=len(layers),
                 weights_bytes=weights_bytes,
                 reserve_bytes=reserve,
                 kv_cache_bytes=kv_cache_bytes,
-                kv_bytes_per_sequence=kv_bytes_per_sequence(model, request.context, **kv_options),
+                kv_bytes_per_sequence=capacity.bytes_per_sequence,
                 max_concurrency=capacity.max_concurrency,
                 kv_cache_tokens=capacity.tokens,
             )
@@ -320,7 +348,7 @@ def _search(
 ) -> tuple[Plan | None, list[LayoutEvaluation]]:
     """The first candidate layout that fits, and the evaluations of those tried before it."""
     tried: list[LayoutEvaluation] = []
-    for layout in candidate_layouts(model, weights, request.gpus_per_node, request.max_nodes, gpu):
+    for layout in candidate_layouts(model, weights, gpu, request.gpus_per_node, request.max_nodes):
         evaluation = evaluate_layout(model, weights, gpu, layout, request)
         if evaluation.max_concurrent_sequences >= request.concurrency:
             return _plan_from(model, weights, gpu, evaluation, request, tried), tried
@@ -341,7 +369,7 @@ def _plan_from(
     tp = layout.tensor_parallel_size
     total_weights = total_weight_bytes(model, weights)
     reasons = [
-        f"weights: {_gb(total_weights)} as {weights.describe}",
+        f"weights: {_gb(total_weights)} as {weights.description}",
         _tensor_parallel_reason(model, weights, request.gpus_per_node),
         *(f"too small: {evaluation.why_not(request)}" for evaluation in tried),
         _chosen_reason(chosen, request, gpu),
@@ -350,12 +378,15 @@ def _plan_from(
     if layout.nodes > 1:
         fabrics = sorted({m.scale_out_per_gpu for m in machine_types(gpu.id)})
         reasons.append(
-            f"{layout.nodes} nodes: TP stays on {gpu.peer_link_description} inside each node, PP stages "
-            f"cross the scale-out fabric ({'; '.join(fabrics) or 'RDMA'} per GPU): keep the replica in one "
-            "zone and placement group with GPUDirect RDMA, or NCCL falls back to TCP"
+            f"{layout.nodes} nodes: TP stays on {gpu.peer_link_description} inside each node, "
+            f"PP stages cross the scale-out fabric ({'; '.join(fabrics) or 'RDMA'} per GPU): keep "
+            "the replica in one zone and placement group with GPUDirect RDMA, or NCCL falls back "
+            "to TCP"
         )
     if model.unverified_facts:
-        reasons.append(f"unverified catalog facts for {model.id}: {', '.join(model.unverified_facts)}")
+        reasons.append(
+            f"unverified catalog facts for {model.id}: {', '.join(model.unverified_facts)}"
+        )
     return Plan(
         model_id=model.id,
         model_name=model.name,
@@ -363,12 +394,14 @@ def _plan_from(
         ray_accelerator_type=gpu.ray_accelerator_type,
         gpus_per_node=request.gpus_per_node,
         machine_types=tuple(
-            f"{m.cloud} {m.instance_type}" for m in machine_types(gpu.id) if m.gpus == request.gpus_per_node
+            f"{m.cloud} {m.instance_type}"
+            for m in machine_types(gpu.id)
+            if m.gpus == request.gpus_per_node
         ),
         precision=weights.precision,
         checkpoint=weights.checkpoint.hf_repo if weights.checkpoint else None,
         weights_estimated=weights.exact_total_bytes is None,
-        weights_description=weights.describe,
+        weights_description=weights.description,
         tensor_parallel_size=tp,
         pipeline_parallel_size=layout.pipeline_parallel_size,
         nodes=layout.nodes,
@@ -413,10 +446,11 @@ def _chosen_reason(chosen: LayoutEvaluation, request: PlanRequest, gpu: GpuType)
     layers = "/".join(str(s.num_layers) for s in chosen.stages)
     return (
         f"chosen {chosen.layout.label}, layers per stage {layers}: per GPU "
-        f"{_gb(chosen.usable_bytes)} usable ({request.gpu_memory_utilization:.2f} x {gpu.memory_gb:g} GB) = "
+        f"{_gb(chosen.usable_bytes)} usable "
+        f"({request.gpu_memory_utilization:.2f} x {gpu.memory_gb:g} GB) = "
         f"{_gb(binding.weights_bytes)} weights + {_gb(binding.reserve_bytes)} reserve + "
-        f"{_gb(binding.kv_cache_bytes)} KV cache, holding {chosen.max_concurrent_sequences} sequences "
-        f"of {request.context:,} tokens ({request.concurrency} wanted)"
+        f"{_gb(binding.kv_cache_bytes)} KV cache, holding {chosen.max_concurrent_sequences} "
+        f"sequences of {request.context:,} tokens ({request.concurrency} wanted)"
     )
 
 
@@ -429,14 +463,18 @@ def _kv_reason(model: ModelSpec, request: PlanRequest, tp: int) -> str:
         )
     else:
         heads = kv_heads_per_rank(model, tp)
-        text = f"{model.attention.upper()}: {heads} of {model.num_key_value_heads} KV heads per GPU at TP{tp}"
+        text = (
+            f"{model.attention.upper()}: {heads} of {model.num_key_value_heads} KV heads "
+            f"per GPU at TP{tp}"
+        )
         if tp > model.num_key_value_heads:
             text += " (TP beyond the KV heads replicates them: no further KV saving)"
     if model.sliding_window is not None:
         window = model.sliding_window
         text += (
-            f"; sliding window {window.window} on all but every {window.full_attention_every}th layer: "
-            "vLLM's hybrid KV cache manager keeps only the window (plus one batch in flight) there"
+            f"; sliding window {window.window} on all but every "
+            f"{window.full_attention_every}th layer: vLLM's hybrid KV cache manager keeps only the "
+            "window (plus one batch in flight) there"
         )
     return text
 
@@ -453,18 +491,19 @@ def _infeasibility(
     closest_text = closest.why_not(request) if closest else "no valid TP/PP layout on these nodes"
     shortfall = closest.shortfall_bytes(request.concurrency) if closest else 0
     fits = "; ".join(
-        f"{p.nodes} x {p.gpus_per_node} {p.gpu} as TP{p.tensor_parallel_size} x PP{p.pipeline_parallel_size}"
+        f"{p.nodes} x {p.gpus_per_node} {p.gpu} as "
+        f"TP{p.tensor_parallel_size} x PP{p.pipeline_parallel_size}"
         for p in alternatives
     )
     nodes = f"{request.max_nodes} node{'s' if request.max_nodes > 1 else ''}"
     message = (
-        f"{model.id} ({_gb(total_weight_bytes(model, weights))} of {weights.precision} weights) does not fit "
-        f"{nodes} of {request.gpus_per_node} {gpu.id} for {request.concurrency} sequences of "
-        f"{request.context:,} tokens. Closest: {closest_text}. "
+        f"{model.id} ({_gb(total_weight_bytes(model, weights))} of {weights.precision} weights) "
+        f"does not fit {nodes} of {request.gpus_per_node} {gpu.id} for {request.concurrency} "
+        f"sequences of {request.context:,} tokens. Closest: {closest_text}. "
         + (
             f"Smallest layouts that fit: {fits}."
             if fits
-            else f"Nothing fits up to {_NODE_SEARCH_LIMIT} nodes of {gpu.id} or {nodes} of another GPU."
+            else f"Nothing fits in {_NODE_SEARCH_LIMIT} nodes of {gpu.id} or {nodes} of other GPUs."
         )
     )
     return Infeasibility(
@@ -482,10 +521,14 @@ def _alternatives(
 ) -> tuple[Plan, ...]:
     """The same GPU with more nodes, and every other GPU type within max_nodes; smallest first."""
     attempts = [(gpu, request.model_copy(update={"max_nodes": _NODE_SEARCH_LIMIT}))] + [
-        (other, request.model_copy(update={"gpu": other.id})) for other in gpus() if other.id != gpu.id
+        (other, request.model_copy(update={"gpu": other.id}))
+        for other in gpus()
+        if other.id != gpu.id
     ]
     found = [_search(model, weights, g, r)[0] for g, r in attempts]
-    return tuple(sorted((p for p in found if p is not None), key=lambda p: (p.gpus_per_replica, p.gpu)))
+    return tuple(
+        sorted((p for p in found if p is not None), key=lambda p: (p.gpus_per_replica, p.gpu))
+    )
 
 
 def _stage_imbalance(num_layers: int, pipeline_parallel_size: int) -> float:

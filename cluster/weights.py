@@ -54,7 +54,7 @@ class WeightFormat(Frozen):
         return self.checkpoint.fp8_weight_block if self.checkpoint else None
 
     @property
-    def describe(self) -> str:
+    def description(self) -> str:
         if self.checkpoint is None:
             how = (
                 "vLLM --quantization fp8 on the bf16 checkpoint"
@@ -109,7 +109,9 @@ def weight_format(model: ModelSpec, precision: Precision | Literal["native"]) ->
             f"no {precision} checkpoint is known (known: {known})"
         )
     per_param = _bytes_per_quantized_param(precision, fp8_block=None, int4_group=None)
-    return WeightFormat(precision=precision, linear_bytes_per_param=per_param, expert_bytes_per_param=per_param)
+    return WeightFormat(
+        precision=precision, linear_bytes_per_param=per_param, expert_bytes_per_param=per_param
+    )
 
 
 def layer_params(model: ModelSpec, layer: int, tensor_parallel_size: int) -> ShardParams:
@@ -122,7 +124,9 @@ def layer_params(model: ModelSpec, layer: int, tensor_parallel_size: int) -> Sha
     moe = model.moe
     assert moe is not None
     expert = 3 * hidden * moe.moe_intermediate_size  # gate, up, down
-    router = moe.num_routed_experts * hidden + (moe.num_routed_experts if moe.router_has_bias else 0)
+    router = moe.num_routed_experts * hidden + (
+        moe.num_routed_experts if moe.router_has_bias else 0
+    )
     return params + ShardParams(
         linear=moe.num_shared_experts * expert / tp,
         routed_experts=moe.num_routed_experts * expert / tp,
@@ -172,7 +176,9 @@ def stage_weight_bytes_per_gpu(
     last: bool,
 ) -> int:
     """Bytes of weights on each GPU of a pipeline stage."""
-    estimate = stage_params(model, layers, tensor_parallel_size, first=first, last=last).bytes_in(weights)
+    estimate = stage_params(model, layers, tensor_parallel_size, first=first, last=last).bytes_in(
+        weights
+    )
     if weights.exact_total_bytes:
         whole = stage_params(model, range(model.num_hidden_layers), 1, first=True, last=True)
         estimate *= weights.exact_total_bytes / whole.bytes_in(weights)

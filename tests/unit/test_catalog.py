@@ -1,4 +1,4 @@
-"""The catalog: every model of the guide, facts that agree with each other and with the reference."""
+"""The catalog: every model of the guide; facts that agree with each other and the reference."""
 
 import pydantic
 import pytest
@@ -70,7 +70,7 @@ def test_parameter_count_rebuilt_from_the_architecture_matches_the_catalog(model
     model = catalog.get_model(model_id)
     expected = model.params.total
     if model_id == "mistral-large-3":
-        # The reference counted a router bias vLLM does not build for it (see its params.total note).
+        # The reference counts a router bias vLLM does not build here (see params.total's note).
         expected -= 58 * 128
     assert total_params(model) == expected
 
@@ -91,7 +91,12 @@ def test_kv_bytes_per_token_from_the_architecture_match_the_reference(model_id):
 
 @pytest.mark.parametrize(
     ("model_id", "layers", "cached"),
-    [("deepseek-r1", 61, 70_272), ("kimi-k2.5", 61, 70_272), ("mistral-large-3", 61, 70_272), ("glm-4.7-flash", 47, 54_144)],
+    [
+        ("deepseek-r1", 61, 70_272),
+        ("kimi-k2.5", 61, 70_272),
+        ("mistral-large-3", 61, 70_272),
+        ("glm-4.7-flash", 47, 54_144),
+    ],
 )
 def test_mla_models_cache_a_576_wide_latent_per_layer(model_id, layers, cached):
     model = catalog.get_model(model_id)
@@ -103,16 +108,30 @@ def test_mla_models_cache_a_576_wide_latent_per_layer(model_id, layers, cached):
 
 def test_moe_facts_of_deepseek_r1():
     moe = catalog.get_model("deepseek-r1").moe
-    assert (moe.num_routed_experts, moe.num_experts_per_token, moe.num_shared_experts) == (256, 8, 1)
-    assert (moe.moe_intermediate_size, moe.first_dense_layers, moe.router_has_bias) == (2048, 3, True)
+    assert (moe.num_routed_experts, moe.num_experts_per_token, moe.num_shared_experts) == (
+        256,
+        8,
+        1,
+    )
+    assert (moe.moe_intermediate_size, moe.first_dense_layers, moe.router_has_bias) == (
+        2048,
+        3,
+        True,
+    )
 
 
 def test_native_precisions_and_fp8_block_constraints():
     r1 = catalog.get_model("deepseek-r1").native_checkpoint
     kimi = catalog.get_model("kimi-k2.5").native_checkpoint
     assert (r1.precision, r1.fp8_weight_block) == (Precision.FP8, (128, 128))
-    assert (kimi.precision, kimi.quantized_parts, kimi.int4_group_size) == (Precision.INT4, "routed_experts", 32)
-    qwen_fp8 = next(c for c in catalog.get_model("qwen3-235b-a22b").checkpoints if c.precision is Precision.FP8)
+    assert (kimi.precision, kimi.quantized_parts, kimi.int4_group_size) == (
+        Precision.INT4,
+        "routed_experts",
+        32,
+    )
+    qwen_fp8 = next(
+        c for c in catalog.get_model("qwen3-235b-a22b").checkpoints if c.precision is Precision.FP8
+    )
     assert (qwen_fp8.hf_repo, qwen_fp8.fp8_weight_block) == ("Qwen/Qwen3-235B-A22B-FP8", (128, 128))
 
 
@@ -128,7 +147,12 @@ def test_olmo3_sliding_window_pattern_gives_one_full_layer_in_four():
 def test_smollm2_matches_its_hf_config():
     model = catalog.get_model("smollm2-135m-instruct")
     assert model.architectures == ("LlamaForCausalLM",)
-    shape = (model.num_hidden_layers, model.hidden_size, model.num_attention_heads, model.num_key_value_heads)
+    shape = (
+        model.num_hidden_layers,
+        model.hidden_size,
+        model.num_attention_heads,
+        model.num_key_value_heads,
+    )
     assert shape == (30, 576, 9, 3)
     assert (model.head_dim, model.intermediate_size, model.vocab_size) == (64, 1536, 49152)
     assert model.tie_word_embeddings and model.max_position_embeddings == 8192
@@ -138,8 +162,13 @@ def test_smollm2_matches_its_hf_config():
 
 def test_unverified_markers_are_kept():
     assert "num_hidden_layers" in catalog.get_model("olmo-3-7b").unverified_facts
-    assert "num_attention_heads" in catalog.get_model("deepseek-r1-distill-llama-70b").unverified_facts
-    assert "native_checkpoint.fp8_weight_block" in catalog.get_model("mistral-large-3").unverified_facts
+    assert (
+        "num_attention_heads" in catalog.get_model("deepseek-r1-distill-llama-70b").unverified_facts
+    )
+    assert (
+        "native_checkpoint.fp8_weight_block"
+        in catalog.get_model("mistral-large-3").unverified_facts
+    )
     assert catalog.get_model("qwen3-32b").unverified_facts == ()
 
 

@@ -9,6 +9,7 @@ Tools (CI installs them; a test skips, saying why, only when its tool is missing
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -159,10 +160,19 @@ def test_examples_validate_sizing(tmp_path):
     for example in EXPECTED_TFVARS:
         cloud = example.split("-")[0]
         tfvars = EXAMPLES / example / "sizing.auto.tfvars"
-        rc, out, err = run([f"-chdir={work}", "plan", "-input=false", "-no-color", f"-var=cloud={cloud}", f"-var-file={tfvars}"])
+        plan = tmp_path / f"{example}.plan"
+        rc, out, err = run([f"-chdir={work}", "plan", "-input=false", "-no-color", f"-out={plan}", f"-var=cloud={cloud}", f"-var-file={tfvars}"])
         assert rc == 0, f"{example}: {out}{err}"
-        nodes = EXPECTED_TFVARS[example]["pipeline_parallel_size"]  # TP 8 fills one node
-        assert f"nodes_per_replica     = {nodes}" in out, out
+        rc, out, err = run([f"-chdir={work}", "show", "-json", str(plan)])
+        assert rc == 0, out + err
+        outputs = {k: v["value"] for k, v in json.loads(out)["planned_values"]["outputs"].items()}
+        sizing = EXPECTED_TFVARS[example]
+        nodes = sizing["pipeline_parallel_size"]  # TP 8 fills one 8-GPU node
+        assert outputs["nodes_per_replica"] == nodes
+        assert outputs["min_nodes"] == sizing["min_replicas"] * nodes
+        assert outputs["max_nodes"] == sizing["max_replicas"] * nodes
+        assert outputs["machine_type"] == sizing["machine_type"]
+        assert outputs["fabric"] in ("gib", "tcpxo", "efa")
 
 
 # --- examples: the tfvars contract with `python -m cluster tfvars` ----------------------

@@ -1,0 +1,320 @@
+"""The replica-count decision for one LLM engine deployment, and its Ray Serve 2.60 adapter.
+
+`decide()` is pure: (state, fleet signals, fleet view, config, placeable replicas, now) in,
+`Decision` (replicas, new state, reason) out. `LLMAutoscalingPolicy` only translates Serve's
+context into those arguments and back.
+
+How the decision works
+----------------------
+* Demand is the requests that want a batch slot: running + waiting in the engines + queued
+  at Serve handles. One replica is sized for `target_ongoing_requests_per_replica` of them.
+* Cold start: a replica asked for now serves in ~`expected_cold_start_s`, so demand is
+  extrapolated that far along its recent trend (Theil-Sen slope over `trend_window_s`,
+  only when rising) and the fleet is sized for the forecast, before the queue explodes.
+* Memory: long contexts fill the KV cache before the batch slots; the mean KV usage over
+  `kv_cache_usage_high_watermark` asks for proportionally more replicas.
+* Distress: waiting requests above `target_waiting_per_replica` (saturated) or a recent TTFT
+  p90 above `ttft_pressure_ratio` x the SLO ask for one more replica when none is starting;
+  saturation also skips the upscale cooldown.
+* Scale-down is slow and one-way per step: only when the need seen during the whole
+  `downscale_delay_s` (and since the last scale-up) fits in fewer replicas with
+  `hysteresis_band` to spare, nothing waits, TTFT is fine, and `downscale_cooldown_s` passed
+  since the last step; at most `max_downscale_step` replicas per step.
+* Gangs and capacity: a scale-up never asks for more replicas than the cluster's free GPUs
+  place as whole gangs (see `autoscaling.capacity`), so no pile of pending placement groups.
+* Scale to zero (opt-in): after `scale_to_zero_idle_s` without a single request.
+
+What this relies on in Ray Serve 2.60 (read from its installed source)
+-----------------------------------------------------------------------
+* `AutoscalingConfig.policy = AutoscalingPolicy(policy_function="module:attr",
+  policy_kwargs={...})`; policy_kwargs must be JSON-serializable. If the attribute is a
+  class, `_resolve_policy_callable` instantiates it once with `**policy_kwargs` per
+  deployment registration, then calls `instance(ctx)` every control-loop tick (~0.1 s).
+  The class is cloudpickled by value but imports `autoscaling.*` by reference: the package
+  must be installed where the Serve controller runs.
+* The callable gets an `AutoscalingContext` and returns `(replicas, policy_state)`. Used
+  fields: `current_num_replicas` (running), `target_num_replicas` (includes starting ones),
+  `running_replicas`, `aggregated_metrics` ({metric: {ReplicaID: mean over
+  look_back_period_s}} of what `record_autoscaling_stats()` returned), `total_queued_requests`
+  (queued at handles), `total_num_requests`, `capacity_adjusted_min/max_replicas`,
+  `policy_state`, `current_time`, `deployment_id`.
+* `policy_state` lives in controller memory only: it restarts empty when the controller
+  restarts or the deployment is redeployed. An empty state here never releases replicas
+  early (the scale-down window must fill again).
+* Serve wraps the answer (`_apply_autoscaling_config`): with 0 running replicas and any
+  request it scales to max(1, target) without calling us; otherwise it applies
+  upscaling/downscaling factors (1.0 here) and its upscale/downscale delays (0 here, see
+  `autoscaling.config`), and a scale-down from N > 1 to 0 passes through 1. Then it clamps
+  to [min_replicas, max_replicas] (adjusted for target capacity).
+* Serve chooses which replicas to stop (not yet running first, then by node packing, newest
+  first), not by load, and stops them gracefully: a stopping replica takes no new request
+  and finishes its in-flight ones within `graceful_shutdown_timeout_s`. "Scale down only
+  drained replicas" is therefore: release only when the rest absorb the load with headroom
+  and nothing waits, and let Serve drain the victim; the deployment's
+  graceful_shutdown_timeout_s must exceed the longest generation.
+* Replica placement groups are named after the replica actor, "SERVE_REPLICA::app#deployment#id"
+  (`ReplicaID.to_full_id_str()`); free GPUs per node come from
+  `ray._private.state.available_resources_per_node()` (see `autoscaling.capacity`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoscaling.capacity import ClusterCapacity, RayCapacityReader, addable_replicas
+from autoscaling.config import AutoscalingConfig
+from autoscaling.signals import FleetSignals, fleet_signals, replica_stats_from_serve
+
+logger = logging.getLogger("giantserve.autoscaling")
+
+# Our part of Serve's policy_state dict; Serve keeps its own keys beside it.
+STATE_KEY = "giantserve"
+# Replica needs like 3.0000000001 from float noise must not round up to 4.
+_EPS = 1e-6
+
+
+class PolicyState(BaseModel):
+    """What the policy remembers between ticks; plain data so Serve can keep it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    samples: tuple[tuple[float, float, float], ...] = Field(
+        (), description="(time, demand, replicas needed), one per signal period, oldest first"
+    )
+    last_upscale_at: float | None = None
+    last_downscale_at: float | None = None
+    idle_since: float | None = Field(None, description="since when not a single request came")
+
+
+class FleetView(BaseModel):
+    """What Serve knows about the deployment's replicas."""
+
+    model_config = ConfigDict(frozen=True)
+
+    running_replicas: int = Field(ge=0)
+    target_replicas: int = Field(ge=0, description="running + starting")
+    min_replicas: int = Field(ge=0, description="floor while the model has traffic")
+    max_replicas: int = Field(ge=0)
+    last_scale_up_at: float | None = Field(
+        None, description="Serve's last raise of the target, ours or its own scale-from-zero"
+    )
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    replicas: int
+    state: PolicyState
+    reason: str
+
+
+def decide(
+    *,
+    state: PolicyState,
+    signals: FleetSignals,
+    fleet: FleetView,
+    config: AutoscalingConfig,
+    addable: int | None,
+    now: float,
+) -> Decision:
+    """The replica count for now. `addable`: replicas the cluster places beyond the target
+    (None: unbounded)."""
+    slope = _demand_slope(state.samples, now, config.trend_window_s)
+    forecast = signals.demand + max(0.0, slope) * config.horizon_s
+    need = max(
+        forecast / config.target_ongoing_requests_per_replica,
+        signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark,
+    )
+    state = _remember(state, now, signals.demand, need, config)
+    target = fleet.target_replicas
+    if config.scale_to_zero and _idle_s(state, fleet, now) >= config.scale_to_zero_idle_s:
+        return Decision(
+            replicas=0, state=state, reason=f"no request for {_idle_s(state, fleet, now):.0f}s: scale to zero"
+        )
+    floor = fleet.min_replicas
+
+    saturated = signals.waiting > config.target_waiting_per_replica * max(1, signals.reporting_replicas)
+    slow = (
+        signals.ttft_p90_s is not None
+        and signals.ttft_p90_s > config.ttft_pressure_ratio * config.ttft_target_s
+    )
+    wanted = max(floor, math.ceil(need - _EPS))
+    why = f"demand {signals.demand:.0f} (trend {slope:+.2f}/s -> {forecast:.0f} in {config.horizon_s:.0f}s), need {need:.2f}"
+    # Distress with nothing starting: the need estimate is too low for this traffic.
+    # With replicas starting, adding more would double-count what is already coming.
+    if (saturated or slow) and fleet.running_replicas >= target:
+        wanted = max(wanted, target + 1)
+        why += f"; {'saturated' if saturated else 'slow'}: waiting {signals.waiting:.0f}, ttft p90 {signals.ttft_p90_s}"
+
+    if wanted > target:
+        return _scale_up(state, wanted, target, fleet, addable, saturated, now, config, why)
+    return _scale_down_or_hold(state, floor, target, signals, slow, now, config, why)
+
+
+def _scale_up(
+    state: PolicyState,
+    wanted: int,
+    target: int,
+    fleet: FleetView,
+    addable: int | None,
+    saturated: bool,
+    now: float,
+    config: AutoscalingConfig,
+    why: str,
+) -> Decision:
+    since_up = now - state.last_upscale_at if state.last_upscale_at is not None else math.inf
+    if since_up < config.upscale_cooldown_s and not saturated:
+        return Decision(replicas=target, state=state, reason=f"hold, upscale cooldown: {why}")
+    ceiling = fleet.max_replicas if addable is None else min(fleet.max_replicas, target + addable)
+    replicas = min(wanted, ceiling)
+    if replicas <= target:
+        limit = "max_replicas" if ceiling == fleet.max_replicas else "no free GPUs for another gang"
+        return Decision(replicas=target, state=state, reason=f"hold, {limit}: {why}")
+    return Decision(
+        replicas=replicas,
+        state=state.model_copy(update={"last_upscale_at": now}),
+        reason=f"up {target}->{replicas}: {why}",
+    )
+
+
+def _scale_down_or_hold(
+    state: PolicyState,
+    floor: int,
+    target: int,
+    signals: FleetSignals,
+    slow: bool,
+    now: float,
+    config: AutoscalingConfig,
+    why: str,
+) -> Decision:
+    # The newest sample always counts, even with a downscale delay shorter than a signal period.
+    window = [s for s in state.samples if s[0] >= now - config.downscale_delay_s] or [state.samples[-1]]
+    peak_need = max(need for _, _, need in window)
+    enough = max(floor, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS))
+    if enough >= target:
+        return Decision(replicas=target, state=state, reason=f"hold: {why}")
+    # The window must cover the whole delay, and start after the last scale-up.
+    observed_s = now - window[0][0]
+    since_up = now - state.last_upscale_at if state.last_upscale_at is not None else math.inf
+    since_down = now - state.last_downscale_at if state.last_downscale_at is not None else math.inf
+    if min(observed_s + config.signal_period_s, since_up) < config.downscale_delay_s:
+        return Decision(replicas=target, state=state, reason=f"hold, downscale delay: {why}")
+    if since_down < config.downscale_cooldown_s:
+        return Decision(replicas=target, state=state, reason=f"hold, downscale cooldown: {why}")
+    if signals.waiting > 0 or slow:
+        return Decision(replicas=target, state=state, reason=f"hold, requests waiting: {why}")
+    replicas = max(enough, target - config.max_downscale_step)
+    return Decision(
+        replicas=replicas,
+        state=state.model_copy(update={"last_downscale_at": now}),
+        reason=f"down {target}->{replicas}: peak need {peak_need:.2f} over {config.downscale_delay_s:.0f}s; {why}",
+    )
+
+
+def _idle_s(state: PolicyState, fleet: FleetView, now: float) -> float:
+    """Seconds without a request. A scale-up restarts the count: Serve scales from zero on a
+    request without calling the policy, and that request may be gone before the replica runs."""
+    if state.idle_since is None:
+        return 0.0
+    return now - max(state.idle_since, fleet.last_scale_up_at or state.idle_since)
+
+
+def _remember(
+    state: PolicyState, now: float, demand: float, need: float, config: AutoscalingConfig
+) -> PolicyState:
+    """Add a sample once per signal period and keep what the trend and scale-down windows use."""
+    idle_since = (state.idle_since if state.idle_since is not None else now) if demand <= 0 else None
+    samples = state.samples
+    if not samples or now - samples[-1][0] >= config.signal_period_s:
+        keep_s = max(config.trend_window_s, config.downscale_delay_s)
+        samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, demand, need),)
+    else:
+        # Between samples, a higher need still counts for the scale-down window.
+        last_t, last_demand, last_need = samples[-1]
+        samples = samples[:-1] + ((last_t, last_demand, max(last_need, need)),)
+    return state.model_copy(update={"samples": samples, "idle_since": idle_since})
+
+
+def _demand_slope(samples: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
+    """Demand's trend (requests per second): the Theil-Sen slope over the trend window.
+
+    The median of the pairwise slopes follows a ramp exactly but stays near 0 for a step,
+    where most pairs lie on the same side and are flat: a jump in load is provisioned for
+    as it is, not extrapolated a cold start ahead. Half a window of history is required.
+    """
+    points = [(t, demand) for t, demand, _ in samples if t >= now - window_s]
+    if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 2:
+        return 0.0
+    slopes = sorted(
+        (d2 - d1) / (t2 - t1)
+        for i, (t1, d1) in enumerate(points)
+        for t2, d2 in points[i + 1 :]
+        if t2 > t1
+    )
+    middle = len(slopes) // 2
+    return slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
+
+
+class CapacityReader(Protocol):
+    def read(self, deployment_id: Any, now: float) -> ClusterCapacity: ...
+
+
+class LLMAutoscalingPolicy:
+    """Serve's entry point: `policy_function: autoscaling.policy:LLMAutoscalingPolicy`.
+
+    Serve builds it once with `policy_kwargs` (an `AutoscalingConfig` dumped to JSON) and
+    calls it every control-loop tick. `capacity_reader` is for the simulator; Serve never
+    passes it, so the cluster is read through Ray.
+    """
+
+    def __init__(self, capacity_reader: CapacityReader | None = None, **config_fields: Any) -> None:
+        self.config = AutoscalingConfig.model_validate(config_fields)
+        self._capacity_reader = capacity_reader or RayCapacityReader(self.config.capacity_refresh_s)
+
+    def __call__(self, ctx) -> tuple[int, dict[str, Any]]:
+        now = ctx.current_time if ctx.current_time is not None else time.time()
+        config = self.config
+        decision = decide(
+            state=PolicyState.model_validate(ctx.policy_state.get(STATE_KEY) or {}),
+            signals=self._signals(ctx),
+            fleet=FleetView(
+                running_replicas=ctx.current_num_replicas,
+                target_replicas=ctx.target_num_replicas,
+                # With scale to zero Serve's floor is 0; the policy keeps min_replicas itself.
+                min_replicas=config.min_replicas
+                if config.scale_to_zero
+                else ctx.capacity_adjusted_min_replicas,
+                max_replicas=ctx.capacity_adjusted_max_replicas,
+                last_scale_up_at=ctx.last_scale_up_time,
+            ),
+            config=config,
+            addable=None
+            if config.capacity_source == "unbounded"
+            else addable_replicas(self._capacity_reader.read(ctx.deployment_id, now), config),
+            now=now,
+        )
+        if decision.replicas != ctx.target_num_replicas:
+            logger.info("%s: %s", ctx.deployment_name, decision.reason)
+        return decision.replicas, {
+            **ctx.policy_state,
+            STATE_KEY: decision.state.model_dump(mode="json"),
+        }
+
+    @staticmethod
+    def _signals(ctx) -> FleetSignals:
+        queued = ctx.total_queued_requests or 0.0
+        per_replica = replica_stats_from_serve(ctx.aggregated_metrics or {}, ctx.running_replicas)
+        if per_replica:
+            return fleet_signals(per_replica, handle_queued=queued)
+        # Engines that just started have not reported yet: Serve's own counts stand in.
+        return FleetSignals(
+            reporting_replicas=0,
+            running=max(0.0, ctx.total_num_requests - queued),
+            waiting=queued,
+            kv_cache_usage=0.0,
+        )
