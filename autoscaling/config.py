@@ -71,6 +71,12 @@ class AutoscalingConfig(BaseModel):
     )
 
     # --- timing -------------------------------------------------------------------------
+    max_upscale_factor: float = Field(
+        2.0,
+        gt=1,
+        description="a scale-up asks for at most this multiple of the running replicas (or "
+        "one more): a queue that grew while saturated is a backlog, not lasting load",
+    )
     upscale_cooldown_s: float = Field(
         60.0, ge=0, description="least time between two scale-ups, unless saturated"
     )

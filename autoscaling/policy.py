@@ -84,7 +84,8 @@ class PolicyState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     samples: tuple[tuple[float, float, float], ...] = Field(
-        (), description="(time, demand, replicas needed), one per signal period, oldest first"
+        (),
+        description="(time, demand, replicas needed for it), one per signal period, oldest first",
     )
     last_upscale_at: float | None = None
     last_downscale_at: float | None = None
@@ -124,27 +125,29 @@ def decide(
 ) -> Decision:
     """The replica count for now. `addable`: replicas the cluster places beyond the target
     (None: unbounded)."""
+    per_replica = config.target_ongoing_requests_per_replica
+    memory_need = signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark
+    need_now = max(signals.demand / per_replica, memory_need)
     slope = _demand_slope(state.samples, now, config.trend_window_s)
     forecast = signals.demand + max(0.0, slope) * config.horizon_s
-    need = max(
-        forecast / config.target_ongoing_requests_per_replica,
-        signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark,
-    )
-    state = _remember(state, now, signals.demand, need, config)
+    need_ahead = max(forecast / per_replica, memory_need)
+    state = _remember(state, now, signals.demand, need_now, config)
     target = fleet.target_replicas
     if config.scale_to_zero and _idle_s(state, fleet, now) >= config.scale_to_zero_idle_s:
         return Decision(
             replicas=0, state=state, reason=f"no request for {_idle_s(state, fleet, now):.0f}s: scale to zero"
         )
-    floor = fleet.min_replicas
 
     saturated = signals.waiting > config.target_waiting_per_replica * max(1, signals.reporting_replicas)
     slow = (
         signals.ttft_p90_s is not None
         and signals.ttft_p90_s > config.ttft_pressure_ratio * config.ttft_target_s
     )
-    wanted = max(floor, math.ceil(need - _EPS))
-    why = f"demand {signals.demand:.0f} (trend {slope:+.2f}/s -> {forecast:.0f} in {config.horizon_s:.0f}s), need {need:.2f}"
+    wanted = max(fleet.min_replicas, math.ceil(need_ahead - _EPS))
+    why = (
+        f"demand {signals.demand:.0f} (trend {slope:+.2f}/s -> {forecast:.0f} in {config.horizon_s:.0f}s), "
+        f"kv {signals.kv_cache_usage:.2f}, need {need_ahead:.2f}"
+    )
     # Distress with nothing starting: the need estimate is too low for this traffic.
     # With replicas starting, adding more would double-count what is already coming.
     if (saturated or slow) and fleet.running_replicas >= target:
@@ -152,14 +155,13 @@ def decide(
         why += f"; {'saturated' if saturated else 'slow'}: waiting {signals.waiting:.0f}, ttft p90 {signals.ttft_p90_s}"
 
     if wanted > target:
-        return _scale_up(state, wanted, target, fleet, addable, saturated, now, config, why)
-    return _scale_down_or_hold(state, floor, target, signals, slow, now, config, why)
+        return _scale_up(state, wanted, fleet, addable, saturated, now, config, why)
+    return _scale_down_or_hold(state, wanted, fleet, signals.waiting, slow, now, config, why)
 
 
 def _scale_up(
     state: PolicyState,
     wanted: int,
-    target: int,
     fleet: FleetView,
     addable: int | None,
     saturated: bool,
@@ -167,35 +169,45 @@ def _scale_up(
     config: AutoscalingConfig,
     why: str,
 ) -> Decision:
+    target = fleet.target_replicas
     since_up = now - state.last_upscale_at if state.last_upscale_at is not None else math.inf
     if since_up < config.upscale_cooldown_s and not saturated:
         return Decision(replicas=target, state=state, reason=f"hold, upscale cooldown: {why}")
-    ceiling = fleet.max_replicas if addable is None else min(fleet.max_replicas, target + addable)
+    # A queue that grew while saturated is a backlog, not load that stays: sized as load it
+    # would order a fleet for the backlog. Growing by a factor per cold start bounds that.
+    limits = {
+        "max_replicas": fleet.max_replicas,
+        "max_upscale_factor": max(target + 1, math.ceil(config.max_upscale_factor * fleet.running_replicas)),
+    }
+    if addable is not None:
+        limits["no free GPUs for more gangs"] = target + addable
+    limit, ceiling = min(limits.items(), key=lambda item: item[1])
     replicas = min(wanted, ceiling)
     if replicas <= target:
-        limit = "max_replicas" if ceiling == fleet.max_replicas else "no free GPUs for another gang"
         return Decision(replicas=target, state=state, reason=f"hold, {limit}: {why}")
     return Decision(
         replicas=replicas,
         state=state.model_copy(update={"last_upscale_at": now}),
-        reason=f"up {target}->{replicas}: {why}",
+        reason=f"up {target}->{replicas}{f' ({limit})' if replicas < wanted else ''}: {why}",
     )
 
 
 def _scale_down_or_hold(
     state: PolicyState,
-    floor: int,
-    target: int,
-    signals: FleetSignals,
+    wanted: int,
+    fleet: FleetView,
+    waiting: float,
     slow: bool,
     now: float,
     config: AutoscalingConfig,
     why: str,
 ) -> Decision:
+    target = fleet.target_replicas
     # The newest sample always counts, even with a downscale delay shorter than a signal period.
     window = [s for s in state.samples if s[0] >= now - config.downscale_delay_s] or [state.samples[-1]]
     peak_need = max(need for _, _, need in window)
-    enough = max(floor, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS))
+    # Never below what the forecast wants now: the next tick would scale right back up.
+    enough = max(wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS))
     if enough >= target:
         return Decision(replicas=target, state=state, reason=f"hold: {why}")
     # The window must cover the whole delay, and start after the last scale-up.
@@ -206,7 +218,8 @@ def _scale_down_or_hold(
         return Decision(replicas=target, state=state, reason=f"hold, downscale delay: {why}")
     if since_down < config.downscale_cooldown_s:
         return Decision(replicas=target, state=state, reason=f"hold, downscale cooldown: {why}")
-    if signals.waiting > 0 or slow:
+    # Under one request on average over Serve's window: the queue is empty but for blips.
+    if waiting >= 1 or slow:
         return Decision(replicas=target, state=state, reason=f"hold, requests waiting: {why}")
     replicas = max(enough, target - config.max_downscale_step)
     return Decision(

@@ -15,9 +15,9 @@ The model, per tick of `trace.tick_s` (1 s):
   (billed), then serves. A released replica first drains: no new requests, its running
   ones finish, billed until empty. Scale-downs take pending, then starting (newest first),
   then serving replicas, as Serve does.
-* The controller sees what Serve's controller sees: metrics averaged over ~30 s (an
-  exponential average of the same mean age) and refreshed every 10 s (the push interval),
-  and is asked for a target every `decision_period_s`.
+* The controller sees what Serve's controller sees: metrics averaged over the last 30 s
+  (look_back_period_s) and refreshed every 10 s (the push interval), and is asked for a
+  target every `decision_period_s`.
 """
 
 from __future__ import annotations
@@ -121,6 +121,21 @@ class SimResult(BaseModel):
     timeline: tuple[TimelinePoint, ...]
 
 
+class _WindowMean:
+    """Mean of the last `size` per-tick values."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, size: int, initial: float) -> None:
+        self.values = deque([initial] * size, maxlen=size)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+
 class _Draining:
     """Replicas released by a scale-down: they finish what they run, then free their GPUs."""
 
@@ -142,7 +157,7 @@ def simulate(
     cluster: Cluster = Cluster(),
     decision_period_s: float = 5.0,
     metrics_push_s: float = 10.0,
-    metrics_mean_age_s: float = 15.0,
+    look_back_s: float = 30.0,
     ttft_window_s: float = 60.0,
     timeline_period_s: float = 60.0,
 ) -> SimResult:
@@ -175,10 +190,15 @@ def simulate(
     met = 0.0
     recent_ttft: deque[tuple[float, float, int]] = deque()  # (time, ttft, requests)
 
-    alpha = dt / metrics_mean_age_s
-    ema_running, ema_waiting = float(sum(running)), 0.0
-    ema_kv = sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
-    seen = dict(running=ema_running, waiting=0.0, kv=ema_kv, ttft=None)
+    # Serve's view: each metric's mean over the last `look_back_s`, as Serve aggregates it.
+    kv_now = sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
+    window = max(1, round(look_back_s / dt))
+    windows = {
+        "running": _WindowMean(window, sum(running)),
+        "waiting": _WindowMean(window, 0),
+        "kv": _WindowMean(window, kv_now),
+    }
+    seen = dict(running=float(sum(running)), waiting=0.0, kv=kv_now, ttft=None)
     last_scale_up_at: float | None = None
     ups = downs = 0
     peak = initial_replicas
@@ -250,15 +270,16 @@ def simulate(
         gpu_seconds += billed * replica.gpus * dt
 
         # What Serve's controller would know.
-        in_flight = sum(running)
-        ema_running += alpha * (in_flight - ema_running)
-        ema_waiting += alpha * (queued - ema_waiting)
-        kv_used = sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
-        ema_kv += alpha * (kv_used - ema_kv)
+        windows["running"].add(sum(running))
+        windows["waiting"].add(queued)
+        windows["kv"].add(
+            sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
+        )
         if tick % push_every == 0:
             while recent_ttft and recent_ttft[0][0] < now - ttft_window_s:
                 recent_ttft.popleft()
-            seen = dict(running=ema_running, waiting=ema_waiting, kv=ema_kv, ttft=_p90(recent_ttft))
+            seen = {name: w.mean() for name, w in windows.items()}
+            seen["ttft"] = _p90(recent_ttft)
 
         if tick % decide_every == 0:
             observation = Observation(
@@ -326,13 +347,13 @@ def _steady_state_running(
     """Requests in flight at these rates (Little's law), capped by the fleet's batch slots."""
     if not serving:
         return [0] * len(classes)
+    prefill_s = [c.prompt_tokens / replica.prefill_tokens_per_s for c in classes]
+    # Prefill takes this share of every replica's time away from decoding.
+    decode_share = max(0.05, 1 - sum(r * p for r, p in zip(rates, prefill_s)) / serving)
     batch = 0.0
-    for _ in range(5):  # the service time depends on the batch it implies
-        step_s = replica.step_s(batch)
-        in_flight = [
-            rate * (c.prompt_tokens / replica.prefill_tokens_per_s + c.output_tokens * step_s)
-            for rate, c in zip(rates, classes)
-        ]
+    for _ in range(10):  # the service time depends on the batch it implies
+        step_s = replica.step_s(batch) / decode_share
+        in_flight = [rate * (p + c.output_tokens * step_s) for rate, p, c in zip(rates, prefill_s, classes)]
         batch = min(replica.max_num_seqs, sum(in_flight) / serving)
     scale = min(1.0, serving * replica.max_num_seqs / max(1.0, sum(in_flight)))
     return [round(n * scale) for n in in_flight]

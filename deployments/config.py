@@ -81,14 +81,8 @@ class ParallelismConfig(StrictModel):
 
 class PlacementConfig(StrictModel):
     accelerator: Accelerator = Field("CPU", description="GPU type of the nodes, or CPU")
-    gpus_per_node: int = Field(8, ge=1, description="GPUs of one node of that type")
+    gpus_per_node: int = Field(8, ge=1, description="GPUs of one node of that type (GPU only)")
     cpus_per_worker: float = Field(1.0, gt=0, description="logical CPUs each engine worker holds")
-
-    @model_validator(mode="after")
-    def _cpu_has_no_gpus(self) -> PlacementConfig:
-        if self.accelerator == "CPU" and "gpus_per_node" in self.model_fields_set:
-            raise ValueError("gpus_per_node applies only to a GPU accelerator")
-        return self
 
 
 class SloConfig(StrictModel):
