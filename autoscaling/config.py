@@ -57,6 +57,12 @@ class AutoscalingConfig(BaseModel):
         description="running + waiting requests one replica should carry; ~3/4 of the "
         "engine's max_num_seqs leaves room for bursts inside the cold start",
     )
+    spare_replicas: int = Field(
+        1,
+        ge=0,
+        description="replicas kept on top of the need: a replica can fail, and a burst can "
+        "outrun its trend for the first minutes; each costs a cold start to replace",
+    )
     target_waiting_per_replica: float = Field(
         4.0,
         ge=0,

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from typing import Any, Protocol
 
@@ -76,6 +77,9 @@ logger = logging.getLogger("giantserve.autoscaling")
 STATE_KEY = "giantserve"
 # Replica needs like 3.0000000001 from float noise must not round up to 4.
 _EPS = 1e-6
+# A trend counts when its rise over the window is this many noise deviations: ~1 false
+# alarm in 100 windows of pure noise (and the samples are autocorrelated, so fewer).
+_TREND_NOISE_MULTIPLE = 3.0
 
 
 class PolicyState(BaseModel):
@@ -85,7 +89,7 @@ class PolicyState(BaseModel):
 
     samples: tuple[tuple[float, float, float], ...] = Field(
         (),
-        description="(time, demand, replicas needed for it), one per signal period, oldest first",
+        description="(time, arrivals/s, replicas needed then), one per signal period, oldest first",
     )
     last_upscale_at: float | None = None
     last_downscale_at: float | None = None
@@ -128,10 +132,13 @@ def decide(
     per_replica = config.target_ongoing_requests_per_replica
     memory_need = signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark
     need_now = max(signals.demand / per_replica, memory_need)
-    slope = _demand_slope(state.samples, now, config.trend_window_s)
-    forecast = signals.demand + max(0.0, slope) * config.horizon_s
+    slope = _arrival_slope(state.samples, now, config.trend_window_s)
+    # Little's law turns arrivals into requests in flight: each stays running/arrivals seconds.
+    seconds_in_batch = signals.running / signals.arrivals_per_s if signals.arrivals_per_s > 0 else 0.0
+    forecast = signals.demand + max(0.0, slope) * config.horizon_s * seconds_in_batch
     need_ahead = max(forecast / per_replica, memory_need)
-    state = _remember(state, now, signals.demand, need_now, config)
+    idle = signals.arrivals_per_s <= 0 and signals.demand <= 0
+    state = _remember(state, now, signals.arrivals_per_s, need_now, idle, config)
     target = fleet.target_replicas
     if config.scale_to_zero and _idle_s(state, fleet, now) >= config.scale_to_zero_idle_s:
         return Decision(
@@ -143,9 +150,10 @@ def decide(
         signals.ttft_p90_s is not None
         and signals.ttft_p90_s > config.ttft_pressure_ratio * config.ttft_target_s
     )
-    wanted = max(fleet.min_replicas, math.ceil(need_ahead - _EPS))
+    wanted = max(fleet.min_replicas, math.ceil(need_ahead - _EPS) + config.spare_replicas)
     why = (
-        f"demand {signals.demand:.0f} (trend {slope:+.2f}/s -> {forecast:.0f} in {config.horizon_s:.0f}s), "
+        f"demand {signals.demand:.0f} -> {forecast:.0f} in {config.horizon_s:.0f}s "
+        f"(arrivals {signals.arrivals_per_s:.1f}/s, {slope * 60:+.2f}/s per min), "
         f"kv {signals.kv_cache_usage:.2f}, need {need_ahead:.2f}"
     )
     # Distress with nothing starting: the need estimate is too low for this traffic.
@@ -156,6 +164,8 @@ def decide(
 
     if wanted > target:
         return _scale_up(state, wanted, fleet, addable, saturated, now, config, why)
+    if slope > 0:
+        return Decision(replicas=target, state=state, reason=f"hold, arrivals rising: {why}")
     return _scale_down_or_hold(state, wanted, fleet, signals.waiting, slow, now, config, why)
 
 
@@ -177,7 +187,9 @@ def _scale_up(
     # would order a fleet for the backlog. Growing by a factor per cold start bounds that.
     limits = {
         "max_replicas": fleet.max_replicas,
-        "max_upscale_factor": max(target + 1, math.ceil(config.max_upscale_factor * fleet.running_replicas)),
+        "max_upscale_factor": max(
+            fleet.running_replicas + 1, math.ceil(config.max_upscale_factor * fleet.running_replicas)
+        ),
     }
     if addable is not None:
         limits["no free GPUs for more gangs"] = target + addable
@@ -207,7 +219,7 @@ def _scale_down_or_hold(
     window = [s for s in state.samples if s[0] >= now - config.downscale_delay_s] or [state.samples[-1]]
     peak_need = max(need for _, _, need in window)
     # Never below what the forecast wants now: the next tick would scale right back up.
-    enough = max(wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS))
+    enough = max(wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS) + config.spare_replicas)
     if enough >= target:
         return Decision(replicas=target, state=state, reason=f"hold: {why}")
     # The window must cover the whole delay, and start after the last scale-up.
@@ -238,39 +250,46 @@ def _idle_s(state: PolicyState, fleet: FleetView, now: float) -> float:
 
 
 def _remember(
-    state: PolicyState, now: float, demand: float, need: float, config: AutoscalingConfig
+    state: PolicyState, now: float, arrivals: float, need: float, idle: bool, config: AutoscalingConfig
 ) -> PolicyState:
     """Add a sample once per signal period and keep what the trend and scale-down windows use."""
-    idle_since = (state.idle_since if state.idle_since is not None else now) if demand <= 0 else None
+    idle_since = (state.idle_since if state.idle_since is not None else now) if idle else None
     samples = state.samples
     if not samples or now - samples[-1][0] >= config.signal_period_s:
         keep_s = max(config.trend_window_s, config.downscale_delay_s)
-        samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, demand, need),)
+        samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, arrivals, need),)
     else:
         # Between samples, a higher need still counts for the scale-down window.
-        last_t, last_demand, last_need = samples[-1]
-        samples = samples[:-1] + ((last_t, last_demand, max(last_need, need)),)
+        last_t, last_arrivals, last_need = samples[-1]
+        samples = samples[:-1] + ((last_t, last_arrivals, max(last_need, need)),)
     return state.model_copy(update={"samples": samples, "idle_since": idle_since})
 
 
-def _demand_slope(samples: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
-    """Demand's trend (requests per second): the Theil-Sen slope over the trend window.
+def _arrival_slope(samples: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
+    """The arrival rate's trend (requests/s per second) over the trend window, or 0.
 
-    The median of the pairwise slopes follows a ramp exactly but stays near 0 for a step,
-    where most pairs lie on the same side and are flat: a jump in load is provisioned for
-    as it is, not extrapolated a cold start ahead. Half a window of history is required.
+    Arrivals, unlike requests in flight, do not change when the fleet does (a smaller batch
+    decodes faster), so the fleet's own scaling never looks like a trend. The slope is
+    Theil-Sen's (the median of pairwise slopes): it follows a ramp but stays near 0 for a
+    step, where most pairs lie on the same side and are flat, so a jump in load is
+    provisioned for as it is, not extrapolated a cold start ahead. It counts only when the
+    rise it implies over the window exceeds the noise around it (`_TREND_NOISE_MULTIPLE`
+    robust standard deviations of the residuals): Poisson noise must not order replicas.
+    Half a window of history is required.
     """
-    points = [(t, demand) for t, demand, _ in samples if t >= now - window_s]
+    points = [(t, arrivals) for t, arrivals, _ in samples if t >= now - window_s]
     if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 2:
         return 0.0
-    slopes = sorted(
-        (d2 - d1) / (t2 - t1)
-        for i, (t1, d1) in enumerate(points)
-        for t2, d2 in points[i + 1 :]
+    slope = statistics.median(
+        (a2 - a1) / (t2 - t1)
+        for i, (t1, a1) in enumerate(points)
+        for t2, a2 in points[i + 1 :]
         if t2 > t1
     )
-    middle = len(slopes) // 2
-    return slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
+    intercept = statistics.median(a - slope * t for t, a in points)
+    noise = 1.4826 * statistics.median(abs(a - intercept - slope * t) for t, a in points)
+    rise = abs(slope) * (points[-1][0] - points[0][0])
+    return slope if rise > _TREND_NOISE_MULTIPLE * noise else 0.0
 
 
 class CapacityReader(Protocol):
@@ -330,4 +349,5 @@ class LLMAutoscalingPolicy:
             running=max(0.0, ctx.total_num_requests - queued),
             waiting=queued,
             kv_cache_usage=0.0,
+            arrivals_per_s=0.0,
         )

@@ -21,6 +21,7 @@ METRIC_NUM_WAITING = "llm_num_waiting"
 METRIC_NUM_RUNNING = "llm_num_running"
 METRIC_KV_CACHE_USAGE = "llm_kv_cache_usage"
 METRIC_TTFT_P90_S = "llm_ttft_p90_s"
+METRIC_ARRIVALS_PER_S = "llm_arrivals_per_s"
 
 
 class ReplicaStats(BaseModel):
@@ -34,13 +35,24 @@ class ReplicaStats(BaseModel):
     ttft_p90_s: float | None = Field(
         None, ge=0, description="p90 time to first token of recent requests; None: none recently"
     )
+    arrivals_per_s: float = Field(
+        ge=0,
+        description="requests the replica accepted per second, recently: unlike the counts "
+        "above it does not depend on how many replicas share the load",
+    )
 
 
 def autoscaling_stats(
-    *, num_waiting: int, num_running: int, kv_cache_usage: float, ttft_p90_s: float | None
+    *,
+    num_waiting: int,
+    num_running: int,
+    kv_cache_usage: float,
+    ttft_p90_s: float | None,
+    arrivals_per_s: float,
 ) -> dict[str, float]:
-    """The dict the engine's `record_autoscaling_stats()` returns (vLLM's scheduler numbers).
+    """The dict the engine's `record_autoscaling_stats()` returns.
 
+    The first three are vLLM's scheduler numbers; `RecentRequests` gives the other two.
     Serve disables a replica's custom metrics for good if the first dict holds a non-number,
     so the values are validated here and an unknown TTFT is left out rather than sent as None.
     """
@@ -49,34 +61,55 @@ def autoscaling_stats(
         num_running=num_running,
         kv_cache_usage=min(kv_cache_usage, 1.0),
         ttft_p90_s=ttft_p90_s,
+        arrivals_per_s=arrivals_per_s,
     )
     metrics = {
         METRIC_NUM_WAITING: float(stats.num_waiting),
         METRIC_NUM_RUNNING: float(stats.num_running),
         METRIC_KV_CACHE_USAGE: float(stats.kv_cache_usage),
+        METRIC_ARRIVALS_PER_S: float(stats.arrivals_per_s),
     }
     if stats.ttft_p90_s is not None:
         metrics[METRIC_TTFT_P90_S] = float(stats.ttft_p90_s)
     return metrics
 
 
-class RecentTtft:
-    """p90 of the time to first token over the last `window_s`, for an engine to report."""
+class RecentRequests:
+    """An engine replica's recent requests: arrival rate and TTFT p90 over `window_s`.
+
+    The engine calls `arrived()` when a request comes in and `first_token()` when its first
+    token is out; both are O(1). The reads prune what left the window.
+    """
 
     def __init__(self, window_s: float = 60.0, max_samples: int = 4096) -> None:
         self._window_s = window_s
-        # Bounded: under heavy load the newest samples are the ones that matter.
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self._arrivals: deque[float] = deque()
+        # Bounded: under heavy load the newest TTFTs are the ones that matter.
+        self._ttfts: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self._started_at: float | None = None
 
-    def observe(self, ttft_s: float, now: float) -> None:
-        self._samples.append((now, ttft_s))
+    def arrived(self, now: float) -> None:
+        if self._started_at is None:
+            self._started_at = now
+        self._arrivals.append(now)
 
-    def p90(self, now: float) -> float | None:
-        while self._samples and self._samples[0][0] < now - self._window_s:
-            self._samples.popleft()
-        if not self._samples:
+    def first_token(self, ttft_s: float, now: float) -> None:
+        self._ttfts.append((now, ttft_s))
+
+    def arrivals_per_s(self, now: float) -> float:
+        while self._arrivals and self._arrivals[0] < now - self._window_s:
+            self._arrivals.popleft()
+        if self._started_at is None:
+            return 0.0
+        # A replica younger than the window has seen traffic for less than the window.
+        return len(self._arrivals) / max(1.0, min(self._window_s, now - self._started_at))
+
+    def ttft_p90_s(self, now: float) -> float | None:
+        while self._ttfts and self._ttfts[0][0] < now - self._window_s:
+            self._ttfts.popleft()
+        if not self._ttfts:
             return None
-        values = sorted(ttft for _, ttft in self._samples)
+        values = sorted(ttft for _, ttft in self._ttfts)
         return values[min(len(values) - 1, math.ceil(0.9 * len(values)) - 1)]
 
 
@@ -92,6 +125,7 @@ class FleetSignals(BaseModel):
     ttft_p90_s: float | None = Field(
         None, ge=0, description="replicas' TTFT p90, weighted by their ongoing requests"
     )
+    arrivals_per_s: float = Field(ge=0, description="requests per second reaching the fleet")
 
     @property
     def demand(self) -> float:
@@ -122,6 +156,7 @@ def fleet_signals(per_replica: Mapping[Hashable, ReplicaStats], handle_queued: f
         waiting=sum(s.num_waiting for s in stats) + max(0.0, handle_queued),
         kv_cache_usage=sum(s.kv_cache_usage for s in stats) / len(stats) if stats else 0.0,
         ttft_p90_s=ttft,
+        arrivals_per_s=sum(s.arrivals_per_s for s in stats),
     )
 
 
@@ -133,12 +168,14 @@ def replica_stats_from_serve(
     waiting = aggregated_metrics.get(METRIC_NUM_WAITING, {})
     kv = aggregated_metrics.get(METRIC_KV_CACHE_USAGE, {})
     ttft = aggregated_metrics.get(METRIC_TTFT_P90_S, {})
+    arrivals = aggregated_metrics.get(METRIC_ARRIVALS_PER_S, {})
     return {
         replica: ReplicaStats(
             num_running=max(0.0, running[replica]),
             num_waiting=max(0.0, waiting.get(replica, 0.0)),
             kv_cache_usage=min(1.0, max(0.0, kv.get(replica, 0.0))),
             ttft_p90_s=ttft.get(replica),
+            arrivals_per_s=max(0.0, arrivals.get(replica, 0.0)),
         )
         for replica in replicas
         if replica in running

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from autoscaling.capacity import ClusterCapacity
 from autoscaling.signals import (
+    METRIC_ARRIVALS_PER_S,
     METRIC_KV_CACHE_USAGE,
     METRIC_NUM_RUNNING,
     METRIC_NUM_WAITING,
@@ -101,6 +102,7 @@ class ServeDriven:
             METRIC_NUM_RUNNING: observation.running_per_replica,
             METRIC_NUM_WAITING: observation.waiting_per_replica,
             METRIC_KV_CACHE_USAGE: observation.kv_cache_usage,
+            METRIC_ARRIVALS_PER_S: observation.arrivals_per_replica_per_s,
         }
         if observation.ttft_p90_s is not None:
             per_replica[METRIC_TTFT_P90_S] = observation.ttft_p90_s

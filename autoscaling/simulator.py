@@ -15,6 +15,8 @@ The model, per tick of `trace.tick_s` (1 s):
   (billed), then serves. A released replica first drains: no new requests, its running
   ones finish, billed until empty. Scale-downs take pending, then starting (newest first),
   then serving replicas, as Serve does.
+* The initial fleet first serves the trace's first `warmup_s` unmeasured, so every run
+  starts in steady state.
 * The controller sees what Serve's controller sees: metrics averaged over the last 30 s
   (look_back_period_s) and refreshed every 10 s (the push interval), and is asked for a
   target every `decision_period_s`.
@@ -79,6 +81,7 @@ class Observation(BaseModel):
     waiting_for_gpus: int = Field(description="replicas asked for that no node can place yet")
     running_per_replica: float
     waiting_per_replica: float
+    arrivals_per_replica_per_s: float
     handle_queued: float = Field(description="requests queued while no replica runs")
     kv_cache_usage: float
     ttft_p90_s: float | None
@@ -126,8 +129,8 @@ class _WindowMean:
 
     __slots__ = ("values",)
 
-    def __init__(self, size: int, initial: float) -> None:
-        self.values = deque([initial] * size, maxlen=size)
+    def __init__(self, size: int) -> None:
+        self.values: deque[float] = deque(maxlen=size)
 
     def add(self, value: float) -> None:
         self.values.append(value)
@@ -160,6 +163,7 @@ def simulate(
     look_back_s: float = 30.0,
     ttft_window_s: float = 60.0,
     timeline_period_s: float = 60.0,
+    warmup_s: float = 600.0,
 ) -> SimResult:
     dt = trace.tick_s
     classes = trace.classes
@@ -178,9 +182,7 @@ def simulate(
     pending = 0
     draining: list[_Draining] = []
     target = initial_replicas
-    # Start as a fleet that has served the first tick's rates for a while: no warm-up
-    # transient for the controllers to mistake for a trend.
-    running = _steady_state_running(trace.rates[0], classes, replica, initial_replicas)
+    running = [0] * n_classes
     acc = [0.0] * n_classes
     prefill_backlog = 0.0
 
@@ -191,14 +193,9 @@ def simulate(
     recent_ttft: deque[tuple[float, float, int]] = deque()  # (time, ttft, requests)
 
     # Serve's view: each metric's mean over the last `look_back_s`, as Serve aggregates it.
-    kv_now = sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
     window = max(1, round(look_back_s / dt))
-    windows = {
-        "running": _WindowMean(window, sum(running)),
-        "waiting": _WindowMean(window, 0),
-        "kv": _WindowMean(window, kv_now),
-    }
-    seen = dict(running=float(sum(running)), waiting=0.0, kv=kv_now, ttft=None)
+    windows = {name: _WindowMean(window) for name in ("running", "waiting", "kv", "arrivals")}
+    seen: dict = {}
     last_scale_up_at: float | None = None
     ups = downs = 0
     peak = initial_replicas
@@ -208,7 +205,13 @@ def simulate(
     push_every = max(1, round(metrics_push_s / dt))
     timeline_every = max(1, round(timeline_period_s / dt))
 
-    for tick, arrivals in enumerate(trace.arrivals):
+    # Warm-up: the initial fleet serves the trace's first minutes before the clock starts, so
+    # the run begins in steady state and no controller mistakes a filling fleet for a trend.
+    warmup_ticks = min(len(trace.arrivals), round(warmup_s / dt))
+    for step_index in range(warmup_ticks + len(trace.arrivals)):
+        tick = step_index - warmup_ticks
+        measured = tick >= 0
+        arrivals = trace.arrivals[tick if measured else step_index]
         now = tick * dt
         for c, count in enumerate(arrivals):
             if count:
@@ -236,12 +239,13 @@ def simulate(
                 if take <= 0:
                     break
                 wait = (tick - arrived) * dt
-                wait_ticks[tick - arrived] += take
                 per_replica_backlog = prefill_backlog / serving
                 step = replica.step_s(sum(running) / serving)
-                # The j-th prompt a replica gets starts decoding after j prompts of prefill.
-                fits = ((ttft_target_s - wait - step) * prefill_rate - per_replica_backlog) / prompt[c]
-                met += min(take, max(0.0, serving * fits))
+                if arrived >= 0:
+                    wait_ticks[tick - arrived] += take
+                    # The j-th prompt a replica gets starts decoding after j prompts of prefill.
+                    fits = ((ttft_target_s - wait - step) * prefill_rate - per_replica_backlog) / prompt[c]
+                    met += min(take, max(0.0, serving * fits))
                 share = take / serving
                 recent_ttft.append(
                     (now, wait + step + (per_replica_backlog + prompt[c] * (share + 1) / 2) / prefill_rate, take)
@@ -266,10 +270,12 @@ def simulate(
             _decode(d.running, d.acc, output, dt / replica.step_s(sum(d.running) / d.replicas))
         draining = [d for d in draining if any(d.running)]
 
-        billed = serving + len(starting) + sum(d.replicas for d in draining)
-        gpu_seconds += billed * replica.gpus * dt
+        if measured:
+            billed = serving + len(starting) + sum(d.replicas for d in draining)
+            gpu_seconds += billed * replica.gpus * dt
 
         # What Serve's controller would know.
+        windows["arrivals"].add(sum(arrivals))
         windows["running"].add(sum(running))
         windows["waiting"].add(queued)
         windows["kv"].add(
@@ -281,6 +287,8 @@ def simulate(
             seen = {name: w.mean() for name, w in windows.items()}
             seen["ttft"] = _p90(recent_ttft)
 
+        if not measured:
+            continue
         if tick % decide_every == 0:
             observation = Observation(
                 now=now,
@@ -289,6 +297,7 @@ def simulate(
                 waiting_for_gpus=pending,
                 running_per_replica=seen["running"] / serving if serving else 0.0,
                 waiting_per_replica=seen["waiting"] / serving if serving else 0.0,
+                arrivals_per_replica_per_s=seen["arrivals"] / dt / serving if serving else 0.0,
                 handle_queued=0.0 if serving else seen["waiting"],
                 kv_cache_usage=seen["kv"],
                 ttft_p90_s=seen["ttft"],
@@ -339,24 +348,6 @@ def simulate(
         unserved_at_end=queued,
         timeline=tuple(timeline),
     )
-
-
-def _steady_state_running(
-    rates: tuple[float, ...], classes: tuple, replica: ReplicaModel, serving: int
-) -> list[int]:
-    """Requests in flight at these rates (Little's law), capped by the fleet's batch slots."""
-    if not serving:
-        return [0] * len(classes)
-    prefill_s = [c.prompt_tokens / replica.prefill_tokens_per_s for c in classes]
-    # Prefill takes this share of every replica's time away from decoding.
-    decode_share = max(0.05, 1 - sum(r * p for r, p in zip(rates, prefill_s)) / serving)
-    batch = 0.0
-    for _ in range(10):  # the service time depends on the batch it implies
-        step_s = replica.step_s(batch) / decode_share
-        in_flight = [rate * (p + c.output_tokens * step_s) for rate, p, c in zip(rates, prefill_s, classes)]
-        batch = min(replica.max_num_seqs, sum(in_flight) / serving)
-    scale = min(1.0, serving * replica.max_num_seqs / max(1.0, sum(in_flight)))
-    return [round(n * scale) for n in in_flight]
 
 
 def _decode(running: list[int], acc: list[float], output: list[int], tokens_each: float) -> None:

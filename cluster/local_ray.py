@@ -19,6 +19,9 @@ LOOPBACK_ENV = {
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Ray starts workers at nice 15, and the vLLM engine processes a replica spawns
+    # inherit it: the serving path would lose the CPU to anything else on the node.
+    "RAY_worker_niceness": "0",
 }
 
 # An engine replica plus the ingress need more logical CPUs than 2 physical cores;

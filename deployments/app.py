@@ -14,6 +14,7 @@ from ray.serve import Application
 from deployments.config import AppConfig, ModelConfig
 from deployments.engine import LLMEngine
 from deployments.ingress import Ingress, api
+from deployments.simulated_engine import SimulatedLLMEngine
 from deployments.vllm_args import validate_engine_args
 
 # The replica actor itself (the AsyncLLM front end) sits in bundle 0 beside worker 0.
@@ -54,7 +55,10 @@ def build_app(args: dict[str, Any]) -> Application:
     for model in config.models:
         validate_engine_args(model)
     engines = {
-        model.name: serve.deployment(LLMEngine, **engine_deployment_options(model)).bind(model)
+        model.name: serve.deployment(
+            SimulatedLLMEngine if model.simulated_engine else LLMEngine,
+            **engine_deployment_options(model),
+        ).bind(model)
         for model in config.models
     }
     ingress = serve.deployment(

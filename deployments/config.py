@@ -89,6 +89,14 @@ class SloConfig(StrictModel):
     ttft_target_s: float = Field(2.0, gt=0, description="time-to-first-token target, seconds")
 
 
+class SimulatedEngineConfig(StrictModel):
+    """Replaces vLLM by a token-timing test double (deployments/simulated_engine.py)."""
+
+    ttft_s: float = Field(0.05, ge=0, description="time to the first token")
+    tokens_per_s: float = Field(50.0, gt=0, description="tokens per second per request")
+    max_running: int = Field(64, ge=1, description="requests decoded at once; the rest wait")
+
+
 class ModelConfig(StrictModel):
     """One model behind the shared ingress: what it is, how the engine runs, where."""
 
@@ -97,7 +105,7 @@ class ModelConfig(StrictModel):
     catalog_id: str | None = Field(
         None, description="the planner's id of this architecture (python -m cluster plan)"
     )
-    weights: WeightsSource
+    weights: WeightsSource | None = Field(None, description="required unless simulated_engine")
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
         description="vLLM engine and frontend arguments, by their `vllm serve` names "
@@ -110,6 +118,9 @@ class ModelConfig(StrictModel):
         256, ge=1, description="requests one engine replica accepts at once"
     )
     slo: SloConfig = SloConfig()
+    simulated_engine: SimulatedEngineConfig | None = Field(
+        None, description="serve this model with a token-timing test double instead of vLLM"
+    )
 
     @field_validator("name", "aliases")
     @classmethod
@@ -130,6 +141,12 @@ class ModelConfig(StrictModel):
             if "-" in key:
                 raise ValueError(f"engine_args.{key}: use underscores ({key.replace('-', '_')})")
         return value
+
+    @model_validator(mode="after")
+    def _weights_unless_simulated(self) -> ModelConfig:
+        if self.weights is None and self.simulated_engine is None:
+            raise ValueError("weights: required (unless the model sets simulated_engine)")
+        return self
 
     @model_validator(mode="after")
     def _tensor_parallel_fits_a_node(self) -> ModelConfig:

@@ -89,14 +89,18 @@ class Targets:
         self.model_path = self.model.weights.resolve()
         self.urls: dict[str, str] = {}
         self._bare: subprocess.Popen | None = None
-        self._config_args = config_path
-        if BASELINE in names:
-            self._start_bare_vllm()
-        if {"giantserve", "ray-serve-llm"} & set(names):
-            self._start_serve_apps(names)
-        for name, url in self.urls.items():
-            wait_ready(url, self.model.name)
-            print(f"[bench] {name} ready at {url}", flush=True)
+        self._ray_started = False
+        try:
+            if BASELINE in names:
+                self._start_bare_vllm()
+            if {"giantserve", "ray-serve-llm"} & set(names):
+                self._start_serve_apps(names)
+            for name, url in self.urls.items():
+                wait_ready(url, self.model.name)
+                print(f"[bench] {name} ready at {url}", flush=True)
+        except BaseException:
+            self.close()
+            raise
 
     def _start_bare_vllm(self) -> None:
         port = free_port()
@@ -116,6 +120,7 @@ class Targets:
         from deployments.app import build_app
 
         init_local_ray(num_cpus=16)
+        self._ray_started = True
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         if "giantserve" in names:
@@ -141,7 +146,7 @@ class Targets:
         if self._bare is not None:
             self._bare.terminate()
             self._bare.wait(timeout=60)
-        if {"giantserve", "ray-serve-llm"} & set(self.urls):
+        if self._ray_started:
             import ray
             from ray import serve
 

@@ -1,0 +1,116 @@
+"""SimulatedLLMEngine: a token-timing test double with the engine deployment's interface.
+
+Not a model: it answers every request with `max_tokens` copies of one token, at a set
+time to first token and a set rate per request, with the same replies as `LLMEngine`
+(an `ErrorReply`, a whole-response dict, or SSE pieces). It isolates the serving layer
+(proxy, ingress, Ray transport) for overhead benchmarks, and gives the autoscaling tests
+replicas that start fast. Enabled per model by `simulated_engine:` in a config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from deployments.config import ModelConfig, SimulatedEngineConfig
+from deployments.errors import bad_request
+
+_TOKEN = " token"
+
+
+class SimulatedLLMEngine:
+    def __init__(self, model: ModelConfig):
+        self.model = model
+        self.timing: SimulatedEngineConfig = model.simulated_engine  # type: ignore[assignment]
+        self._slots = asyncio.Semaphore(self.timing.max_running)
+        self._running = 0
+        self._waiting = 0
+
+    async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in self._serve("chat.completion", body):
+            yield item
+
+    async def completions(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in self._serve("text_completion", body):
+            yield item
+
+    async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            yield bad_request("max_tokens must be a positive integer", "max_tokens")
+            return
+        self._waiting += 1
+        async with self._slots:
+            self._waiting -= 1
+            self._running += 1
+            try:
+                await asyncio.sleep(self.timing.ttft_s)
+                if body.get("stream"):
+                    async for piece in self._stream(kind, body, max_tokens):
+                        yield piece
+                else:
+                    await asyncio.sleep((max_tokens - 1) / self.timing.tokens_per_s)
+                    yield self._response(kind, max_tokens)
+            finally:
+                self._running -= 1
+
+    async def _stream(self, kind: str, body: dict, max_tokens: int) -> AsyncIterator[str]:
+        ident, created = f"sim-{uuid.uuid4().hex}", int(time.time())
+        interval = 1.0 / self.timing.tokens_per_s
+        chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else kind
+        started = time.monotonic()
+        for index in range(max_tokens):
+            if index:
+                # Absolute schedule: a late wake-up does not slow the rest of the stream.
+                await asyncio.sleep(max(0.0, started + index * interval - time.monotonic()))
+            last = index == max_tokens - 1
+            choice = {"index": 0, "finish_reason": "length" if last else None}
+            if chunk_kind == "chat.completion.chunk":
+                choice["delta"] = {"content": _TOKEN}
+            else:
+                choice["text"] = _TOKEN
+            chunk = {"id": ident, "object": chunk_kind, "created": created,
+                     "model": self.model.name, "choices": [choice]}  # fmt: skip
+            yield f"data: {json.dumps(chunk)}\n\n"
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": ident, "object": chunk_kind, "created": created, "model": self.model.name,
+                     "choices": [], "usage": _usage(max_tokens)}  # fmt: skip
+            yield f"data: {json.dumps(usage)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    def _response(self, kind: str, max_tokens: int) -> dict:
+        text = _TOKEN * max_tokens
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        if kind == "chat.completion":
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {
+            "id": f"sim-{uuid.uuid4().hex}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": self.model.name,
+            "choices": [choice],
+            "usage": _usage(max_tokens),
+        }
+
+    async def engine_stats(self) -> dict[str, Any]:
+        return {
+            "unfinished_requests": self._running + self._waiting,
+            "running": self._running,
+            "waiting": self._waiting,
+            "kv_cache_usage": self._running / self.timing.max_running,
+        }
+
+    async def check_health(self) -> None:
+        return None
+
+
+def _usage(completion_tokens: int) -> dict:
+    # The double does not tokenize prompts; it reports one prompt token.
+    return {"prompt_tokens": 1, "completion_tokens": completion_tokens,
+            "total_tokens": completion_tokens + 1}  # fmt: skip
