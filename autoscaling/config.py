@@ -52,13 +52,14 @@ class AutoscalingConfig(BaseModel):
         description="recent TTFT p90 above this fraction of ttft_target_s asks for one more replica",
     )
     target_ongoing_requests_per_replica: float = Field(
-        48.0,
+        56.0,
         gt=0,
-        description="running + waiting requests one replica should carry; ~3/4 of the "
-        "engine's max_num_seqs leaves room for bursts inside the cold start",
+        description="running + waiting requests one replica should carry: ~7/8 of the "
+        "engine's max_num_seqs (64 for a giant model's batch); spare_replicas and the "
+        "trend forecast, not this, absorb bursts",
     )
     spare_replicas: int = Field(
-        1,
+        2,
         ge=0,
         description="replicas kept on top of the need: a replica can fail, and a burst can "
         "outrun its trend for the first minutes; each costs a cold start to replace",
@@ -87,16 +88,20 @@ class AutoscalingConfig(BaseModel):
         60.0, ge=0, description="least time between two scale-ups, unless saturated"
     )
     downscale_delay_s: float = Field(
-        900.0,
+        600.0,
         ge=0,
         description="demand must stay below the scale-down threshold this long (and this "
-        "long after the last scale-up) before replicas are released",
+        "long after the last scale-up) before replicas are released; at least one cold "
+        "start, so that nothing released would have been needed again before it restarted",
     )
     downscale_cooldown_s: float = Field(
-        300.0, ge=0, description="least time between two scale-downs"
+        120.0,
+        ge=0,
+        description="least time between two scale-downs: Serve's metrics window (30 s) plus "
+        "its push interval (10 s) must show the smaller fleet before the next step",
     )
     max_downscale_step: int = Field(
-        2, ge=1, description="replicas released by one scale-down at most"
+        4, ge=1, description="replicas released by one scale-down at most"
     )
     hysteresis_band: float = Field(
         0.2,

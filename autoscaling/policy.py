@@ -131,14 +131,13 @@ def decide(
     (None: unbounded)."""
     per_replica = config.target_ongoing_requests_per_replica
     memory_need = signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark
-    need_now = max(signals.demand / per_replica, memory_need)
     slope = _arrival_slope(state.samples, now, config.trend_window_s)
     # Little's law turns arrivals into requests in flight: each stays running/arrivals seconds.
     seconds_in_batch = signals.running / signals.arrivals_per_s if signals.arrivals_per_s > 0 else 0.0
     forecast = signals.demand + max(0.0, slope) * config.horizon_s * seconds_in_batch
     need_ahead = max(forecast / per_replica, memory_need)
     idle = signals.arrivals_per_s <= 0 and signals.demand <= 0
-    state = _remember(state, now, signals.arrivals_per_s, need_now, idle, config)
+    state = _remember(state, now, signals.arrivals_per_s, need_ahead, idle, config)
     target = fleet.target_replicas
     if config.scale_to_zero and _idle_s(state, fleet, now) >= config.scale_to_zero_idle_s:
         return Decision(
@@ -164,8 +163,6 @@ def decide(
 
     if wanted > target:
         return _scale_up(state, wanted, fleet, addable, saturated, now, config, why)
-    if slope > 0:
-        return Decision(replicas=target, state=state, reason=f"hold, arrivals rising: {why}")
     return _scale_down_or_hold(state, wanted, fleet, signals.waiting, slow, now, config, why)
 
 
@@ -218,8 +215,12 @@ def _scale_down_or_hold(
     # The newest sample always counts, even with a downscale delay shorter than a signal period.
     window = [s for s in state.samples if s[0] >= now - config.downscale_delay_s] or [state.samples[-1]]
     peak_need = max(need for _, _, need in window)
-    # Never below what the forecast wants now: the next tick would scale right back up.
-    enough = max(wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS) + config.spare_replicas)
+    # The band on top of the spare replicas: fewer replicas each run a bigger batch, which
+    # decodes slower, so the load per replica grows by more than the count shrinks. Never
+    # below what the forecast wants now: the next tick would scale right back up.
+    enough = max(
+        wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS) + config.spare_replicas
+    )
     if enough >= target:
         return Decision(replicas=target, state=state, reason=f"hold: {why}")
     # The window must cover the whole delay, and start after the last scale-up.

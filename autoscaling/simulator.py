@@ -119,6 +119,10 @@ class SimResult(BaseModel):
     gpu_hours: float
     scale_ups: int
     scale_downs: int
+    reversals: int = Field(
+        description="scale-ups less than one cold start after a scale-down: thrash, a released "
+        "replica asked back before it could even have restarted"
+    )
     peak_replicas: int
     unserved_at_end: int = Field(description="requests still queued when the trace ended (counted as misses)")
     timeline: tuple[TimelinePoint, ...]
@@ -197,7 +201,8 @@ def simulate(
     windows = {name: _WindowMean(window) for name in ("running", "waiting", "kv", "arrivals")}
     seen: dict = {}
     last_scale_up_at: float | None = None
-    ups = downs = 0
+    last_scale_down_at = -math.inf
+    ups = downs = reversals = 0
     peak = initial_replicas
     gpu_seconds = 0.0
     timeline: list[TimelinePoint] = []
@@ -308,9 +313,11 @@ def simulate(
             if wanted != target:
                 if wanted > target:
                     ups += 1
+                    reversals += now - last_scale_down_at < cold_start
                     last_scale_up_at = now
                 else:
                     downs += 1
+                    last_scale_down_at = now
                 target = wanted
                 peak = max(peak, target)
                 serving, pending, running, acc, prefill_backlog = _reconcile(
@@ -344,6 +351,7 @@ def simulate(
         gpu_hours=gpu_seconds / 3600,
         scale_ups=ups,
         scale_downs=downs,
+        reversals=reversals,
         peak_replicas=peak,
         unserved_at_end=queued,
         timeline=tuple(timeline),

@@ -35,39 +35,106 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# vLLM load formats that load a giant checkpoint faster than the default safetensors reader.
+FastLoadFormat = Literal[
+    # Files saved per tensor-parallel rank by vLLM's save_sharded_state: each rank reads only
+    # its own shard instead of every rank scanning every file.
+    "sharded_state",
+    # Run:ai Model Streamer: reads safetensors with many concurrent streams (local disk or
+    # object store); needs the `runai-model-streamer` package on the GPU nodes.
+    "runai_streamer",
+    # The streamer over a sharded_state checkpoint.
+    "runai_streamer_sharded",
+    # InstantTensor: pipelined direct-I/O loading of safetensors onto CUDA devices (GPU only).
+    "instanttensor",
+]
+
+_SOURCES = ("local", "path", "hf_repo", "url")
+
+
+class WeightsNotStagedError(RuntimeError):
+    """A replica started on a node without a complete staged copy of its weights."""
+
+
 class WeightsSource(StrictModel):
-    """Where the checkpoint comes from; exactly one of `local`, `path`, `hf_repo`."""
+    """Where the checkpoint comes from; exactly one of `local`, `path`, `hf_repo`, `url`.
+
+    Every source but `local` is staged: `python -m cluster stage CONFIG` copies it onto the
+    local disk of each node that hosts a worker, and the engine loads that copy only."""
 
     local: Literal[LOCAL_MODELS] | None = Field(  # type: ignore[valid-type]
         None, description="a model prepared on this machine by `python -m cluster.local_model`"
     )
-    path: str | None = Field(None, description="a directory on local or shared storage")
+    path: str | None = Field(None, description="a directory on a shared filesystem")
     hf_repo: str | None = Field(None, description="a Hugging Face repo id, e.g. moonshotai/Kimi-K2.5")
+    url: str | None = Field(
+        None,
+        description="an object-store prefix, e.g. s3://bucket/kimi-k2.5 (any fsspec URL; its "
+        "filesystem package, e.g. s3fs, must be installed where `stage` runs)",
+    )
     revision: str | None = Field(None, description="a commit or tag of `hf_repo`")
     allow_patterns: list[str] | None = Field(
         None, description="file patterns of the chosen format, e.g. ['*.safetensors', '*.json']"
     )
+    staging_dir: str | None = Field(
+        None,
+        description="node-local directory for staged copies; default: the node's "
+        "$GIANTSERVE_STAGING_DIR, else ~/.cache/giantserve/staged",
+    )
+    load_format: FastLoadFormat | None = Field(
+        None, description="a faster vLLM loader for giant checkpoints; default: vLLM's auto"
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> WeightsSource:
-        chosen = [k for k in ("local", "path", "hf_repo") if getattr(self, k) is not None]
+        chosen = [k for k in _SOURCES if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError(
-                f"set exactly one of local, path, hf_repo (got {chosen or 'none'})"
+                f"set exactly one of {', '.join(_SOURCES)} (got {chosen or 'none'})"
             )
         if self.hf_repo is None and (self.revision or self.allow_patterns):
             raise ValueError("revision and allow_patterns apply only to hf_repo")
+        if self.local is not None and self.staging_dir is not None:
+            raise ValueError("staging_dir does not apply to local models (they are not staged)")
         return self
 
+    def staged_directory(self) -> Path:
+        """Where this node keeps (or would keep) its staged copy."""
+        from cluster.staging import source_slug, staging_root
+
+        if self.hf_repo is not None:
+            slug = source_slug("hf", self.hf_repo, self.revision or "main")
+        elif self.url is not None:
+            slug = source_slug("url", self.url)
+        elif self.path is not None:
+            slug = source_slug("path", self.path)
+        else:
+            raise ValueError("local models are not staged")
+        return staging_root(self.staging_dir) / slug
+
     def resolve(self) -> str:
-        """The model argument vLLM gets (a local directory or a repo id)."""
+        """The model argument vLLM gets: a local directory that holds a complete copy.
+
+        Raises WeightsNotStagedError on a node without one: a replica must never download
+        hundreds of GB inside its start-up."""
         if self.local is not None:
             from cluster.local_model import ensure_local_model
 
             return str(ensure_local_model(self.local))
-        if self.path is not None:
-            return self.path
-        return self.hf_repo  # type: ignore[return-value]
+        import socket
+
+        from cluster.staging import staged_copy_status
+
+        directory = self.staged_directory()
+        verdict = staged_copy_status(directory)
+        if not verdict.ok:
+            source = self.hf_repo or self.url or self.path
+            raise WeightsNotStagedError(
+                f"weights of {source} are not staged on node {socket.gethostname()}: "
+                f"{verdict.detail}. Run `python -m cluster stage <serve config> --address "
+                "<ray address>` before deploying."
+            )
+        return str(directory)
 
 
 class ParallelismConfig(StrictModel):
@@ -146,6 +213,14 @@ class ModelConfig(StrictModel):
     def _weights_unless_simulated(self) -> ModelConfig:
         if self.weights is None and self.simulated_engine is None:
             raise ValueError("weights: required (unless the model sets simulated_engine)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_load_format(self) -> ModelConfig:
+        if self.weights and self.weights.load_format and "load_format" in self.engine_args:
+            raise ValueError(
+                "set load_format in weights.load_format or engine_args.load_format, not both"
+            )
         return self
 
     @model_validator(mode="after")

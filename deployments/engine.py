@@ -55,6 +55,10 @@ class LLMEngine:
     """Serve deployment class; `deployments.app` binds one per model."""
 
     async def __init__(self, model: ModelConfig):
+        # First, before vLLM's slow imports: a node without a complete staged copy of the
+        # weights refuses at once, naming the `stage` command (WeightsNotStagedError).
+        model_path = model.weights.resolve()
+
         from ray.util.placement_group import get_current_placement_group
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
@@ -64,7 +68,7 @@ class LLMEngine:
         self.model = model
         on_gpu = model.placement.accelerator != "CPU"
         engine_args, namespace = build_vllm_args(
-            model, model.weights.resolve(), on_ray_executor=on_gpu
+            model, model_path, on_ray_executor=on_gpu
         )
         vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
         if on_gpu:

@@ -46,6 +46,8 @@ def build_vllm_args(model: ModelConfig, model_path: str, on_ray_executor: bool):
     from vllm.entrypoints.launchers.cli_args import FrontendArgs
 
     engine_kwargs, frontend_kwargs = split_engine_args(model.engine_args)
+    if model.weights is not None and model.weights.load_format is not None:
+        engine_kwargs["load_format"] = model.weights.load_format
     engine_args = AsyncEngineArgs(
         model=model_path,
         served_model_name=model.served_names,

@@ -249,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     raw: dict[int, dict[str, list[dict]]] = {c: {n: [] for n in names} for c in concurrencies}
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # One unmeasured run per target first: the first requests of a fresh server
+            # pay for lazy initialisation that no later request sees.
+            for name in names:
+                bench_once(targets.urls[name], targets.model.name, targets.model_path, 4, Path(tmp))
             for concurrency in concurrencies:
                 for round_index in range(options.rounds):
                     # Rotate the order each round so no target always runs first.
