@@ -71,7 +71,6 @@ class RayCapacityReader:
             for pg in ray.util.placement_group_table().values()
             if pg["name"].startswith(prefix) and pg["state"] in _WAITING_PG_STATES
         )
-        free = tuple(
-            float(resources.get("GPU", 0.0)) for resources in available_resources_per_node().values()
-        )
+        per_node = available_resources_per_node().values()
+        free = tuple(float(resources.get("GPU", 0.0)) for resources in per_node)
         return ClusterCapacity(free_gpus_per_node=free, waiting_replicas=waiting)

@@ -43,7 +43,11 @@ class ColdStartGate:
         config = self._config
         if not config.scale_to_zero:
             return None
-        if self._last_reply_at is not None and now - self._last_reply_at < config.scale_to_zero_idle_s:
+        answered_lately = (
+            self._last_reply_at is not None
+            and now - self._last_reply_at < config.scale_to_zero_idle_s
+        )
+        if answered_lately:
             return None
         if self._cold_since is None:
             self._cold_since = now
@@ -56,7 +60,8 @@ class ColdStartGate:
     def notice(self, now: float) -> ColdStartNotice:
         """The 503 for a request that waited `hold_s` without a replica."""
         elapsed = now - (self._cold_since if self._cold_since is not None else now)
-        retry_after = max(MIN_RETRY_AFTER_S, math.ceil(self._config.expected_cold_start_s - elapsed))
+        left_s = self._config.expected_cold_start_s - elapsed
+        retry_after = max(MIN_RETRY_AFTER_S, math.ceil(left_s))
         return ColdStartNotice(
             message=f"The model {self._model_name!r} is starting after scaling to zero; "
             f"a replica should be ready in about {retry_after} s. Retry after that.",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from autoscaling.config import AutoscalingConfig
 from autoscaling.policy import LLMAutoscalingPolicy
 from autoscaling.sim_policies import FixedFleet, Oracle, ServeDriven, SimCapacityReader
-from autoscaling.simulator import Cluster, ReplicaModel, SimResult, simulate
+from autoscaling.simulator import Cluster, Controller, ReplicaModel, SimResult, simulate
 from autoscaling.traces import Trace
 
 SLO_GOAL = 0.99
@@ -46,7 +46,7 @@ class Setup(BaseModel):
             **knobs,
         )
 
-    def run(self, trace: Trace, controller, initial_replicas: int) -> SimResult:
+    def run(self, trace: Trace, controller: Controller, initial_replicas: int) -> SimResult:
         return simulate(
             trace,
             controller,
@@ -69,8 +69,11 @@ class GoalCheck(BaseModel):
 
     @property
     def met(self) -> bool:
-        return all(
-            (self.slo_met, self.cost_met, self.better_than_ray_on_slo, self.better_than_ray_on_gpu_hours)
+        return (
+            self.slo_met
+            and self.cost_met
+            and self.better_than_ray_on_slo
+            and self.better_than_ray_on_gpu_hours
         )
 
 

@@ -1,8 +1,9 @@
 """Every autoscaling knob of one model's engine deployment, and the Serve config it becomes.
 
-The policy owns all timing (trend, cooldowns, delays): the Serve `autoscaling_config` built
-here sets Serve's own upscale/downscale delays to 0, because Serve 2.60 applies them again
-around a custom policy's answer (`_apply_autoscaling_config`), which would double every delay.
+Serve 2.60 applies its upscale/downscale delays around a custom policy's answer
+(`_apply_autoscaling_config`). The policy owns the scale-down timing (its scale-down window
+and cooldown), so Serve's downscale delays are set to 0 here, or every delay would count
+twice; `upscale_delay_s` is passed to Serve as is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ POLICY_IMPORT_PATH = "autoscaling.policy:LLMAutoscalingPolicy"
 
 
 class AutoscalingConfig(BaseModel):
-    """Knobs of the LLM autoscaling policy; the defaults suit an 8-GPU replica that starts in ~10 min."""
+    """Knobs of the LLM autoscaling policy; defaults suit an 8-GPU replica starting in ~10 min."""
 
     # A typo in a knob must fail at build time, not leave a default silently in place.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,13 +44,16 @@ class AutoscalingConfig(BaseModel):
 
     # --- what 'enough replicas' means -----------------------------------------------------
     ttft_target_s: float = Field(
-        2.0, gt=0, description="the model's time-to-first-token SLO (the builder copies slo.ttft_target_s)"
+        2.0,
+        gt=0,
+        description="the model's time-to-first-token SLO (the builder copies slo.ttft_target_s)",
     )
     ttft_pressure_ratio: float = Field(
         0.8,
         gt=0,
         le=2,
-        description="recent TTFT p90 above this fraction of ttft_target_s asks for one more replica",
+        description="recent TTFT p90 above this fraction of ttft_target_s asks for one more "
+        "replica",
     )
     target_ongoing_requests_per_replica: float = Field(
         56.0,
@@ -70,19 +74,27 @@ class AutoscalingConfig(BaseModel):
         description="waiting requests per replica above which the fleet counts as saturated: "
         "scale up at once, ignoring the upscale cooldown",
     )
-    kv_cache_usage_high_watermark: float = Field(
-        0.85,
-        gt=0,
-        le=1,
-        description="mean KV-cache usage that counts as full (long contexts bind memory before slots)",
-    )
-
-    # --- timing -------------------------------------------------------------------------
     max_upscale_factor: float = Field(
         2.0,
         gt=1,
         description="a scale-up asks for at most this multiple of the running replicas (or "
         "one more): a queue that grew while saturated is a backlog, not lasting load",
+    )
+    kv_cache_usage_high_watermark: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="mean KV-cache usage that counts as full (long contexts fill memory before "
+        "the batch slots)",
+    )
+
+    # --- timing -------------------------------------------------------------------------
+    upscale_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="Serve's own delay: the wanted count must exceed the target this long "
+        "before a scale-up; 0 because the 30 s metric window and the trend's noise test "
+        "already filter blips, and every second here adds to a 10 min cold start",
     )
     upscale_cooldown_s: float = Field(
         60.0, ge=0, description="least time between two scale-ups, unless saturated"
@@ -90,7 +102,7 @@ class AutoscalingConfig(BaseModel):
     downscale_delay_s: float = Field(
         600.0,
         ge=0,
-        description="demand must stay below the scale-down threshold this long (and this "
+        description="the need must stay below the scale-down threshold this long (and this "
         "long after the last scale-up) before replicas are released; at least one cold "
         "start, so that nothing released would have been needed again before it restarted",
     )
@@ -107,16 +119,18 @@ class AutoscalingConfig(BaseModel):
         0.2,
         ge=0,
         lt=1,
-        description="scale down only to a count that keeps this fraction of headroom over "
-        "the demand seen during the whole downscale delay",
+        description="scale down only to a count that keeps this fraction of headroom (on top "
+        "of spare_replicas) over the most replicas needed during the whole downscale delay",
     )
     trend_window_s: float = Field(
-        300.0, gt=0, description="demand history the trend (Theil-Sen slope) is fitted on"
+        300.0,
+        gt=0,
+        description="arrival-rate history the trend (a Theil-Sen slope) is fitted on",
     )
     signal_period_s: float = Field(
         10.0,
         gt=0,
-        description="spacing of demand samples; Serve pushes replica metrics every 10 s by default",
+        description="spacing of the policy's samples; Serve pushes replica metrics every 10 s",
     )
     expected_cold_start_s: float = Field(
         600.0, gt=0, description="seconds from asking for a replica to its first request"
@@ -124,7 +138,8 @@ class AutoscalingConfig(BaseModel):
     forecast_horizon_s: float | None = Field(
         None,
         gt=0,
-        description="how far ahead the demand trend is extrapolated; default expected_cold_start_s",
+        description="how far ahead the arrival trend is extrapolated; default "
+        "expected_cold_start_s",
     )
     look_back_period_s: float = Field(
         30.0,
@@ -139,7 +154,8 @@ class AutoscalingConfig(BaseModel):
     gpus_per_stage: int | None = Field(
         None,
         ge=1,
-        description="GPUs one pipeline stage needs on a single node (TP); default gpus_per_replica",
+        description="GPUs one pipeline stage needs on a single node (TP); default "
+        "gpus_per_replica",
     )
     capacity_source: Literal["ray", "unbounded"] = Field(
         "ray",
@@ -209,7 +225,8 @@ class AutoscalingConfig(BaseModel):
             # Unused by our policy; Serve exports it as a gauge, so make it say the truth.
             "target_ongoing_requests": self.target_ongoing_requests_per_replica,
             "look_back_period_s": self.look_back_period_s,
-            "upscale_delay_s": 0.0,
+            "upscale_delay_s": self.upscale_delay_s,
+            # The policy's own scale-down window replaces Serve's delay (see the module docstring).
             "downscale_delay_s": 0.0,
             "downscale_to_zero_delay_s": 0.0,
             "policy": {

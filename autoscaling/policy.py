@@ -8,18 +8,24 @@ How the decision works
 ----------------------
 * Demand is the requests that want a batch slot: running + waiting in the engines + queued
   at Serve handles. One replica is sized for `target_ongoing_requests_per_replica` of them.
-* Cold start: a replica asked for now serves in ~`expected_cold_start_s`, so demand is
-  extrapolated that far along its recent trend (Theil-Sen slope over `trend_window_s`,
-  only when rising) and the fleet is sized for the forecast, before the queue explodes.
+* Cold start: a replica asked for now serves in ~`expected_cold_start_s`, so the fleet is
+  sized for the demand one cold start ahead. The trend is taken on the arrival rate, which,
+  unlike the requests in flight, does not move when the fleet does (fewer replicas run
+  bigger batches that decode slower, so each holds more requests); Little's law turns it
+  into requests in flight. A trend counts only when it rises out of its own noise, and a
+  step is provisioned for as it is, not extrapolated (see `_rising_trend`).
 * Memory: long contexts fill the KV cache before the batch slots; the mean KV usage over
   `kv_cache_usage_high_watermark` asks for proportionally more replicas.
+* Headroom: `spare_replicas` on top of the need (never more than the need itself), for the
+  minutes a burst outruns its trend and for a replica that fails.
 * Distress: waiting requests above `target_waiting_per_replica` (saturated) or a recent TTFT
   p90 above `ttft_pressure_ratio` x the SLO ask for one more replica when none is starting;
-  saturation also skips the upscale cooldown.
-* Scale-down is slow and one-way per step: only when the need seen during the whole
-  `downscale_delay_s` (and since the last scale-up) fits in fewer replicas with
-  `hysteresis_band` to spare, nothing waits, TTFT is fine, and `downscale_cooldown_s` passed
-  since the last step; at most `max_downscale_step` replicas per step.
+  saturation also skips the upscale cooldown. A scale-up asks for at most
+  `max_upscale_factor` x the running replicas: a queue grown while saturated is a backlog.
+* Scale-down is slow: only when the peak need of the whole `downscale_delay_s` (and since
+  the last scale-up), plus `hysteresis_band` and the spare replicas, fits in fewer replicas,
+  nothing waits, TTFT is fine, and `downscale_cooldown_s` passed since the last step; at
+  most `max_downscale_step` replicas per step.
 * Gangs and capacity: a scale-up never asks for more replicas than the cluster's free GPUs
   place as whole gangs (see `autoscaling.capacity`), so no pile of pending placement groups.
 * Scale to zero (opt-in): after `scale_to_zero_idle_s` without a single request.
@@ -31,30 +37,38 @@ What this relies on in Ray Serve 2.60 (read from its installed source)
   class, `_resolve_policy_callable` instantiates it once with `**policy_kwargs` per
   deployment registration, then calls `instance(ctx)` every control-loop tick (~0.1 s).
   The class is cloudpickled by value but imports `autoscaling.*` by reference: the package
-  must be installed where the Serve controller runs.
+  must be importable where the Serve controller runs.
 * The callable gets an `AutoscalingContext` and returns `(replicas, policy_state)`. Used
   fields: `current_num_replicas` (running), `target_num_replicas` (includes starting ones),
-  `running_replicas`, `aggregated_metrics` ({metric: {ReplicaID: mean over
-  look_back_period_s}} of what `record_autoscaling_stats()` returned), `total_queued_requests`
-  (queued at handles), `total_num_requests`, `capacity_adjusted_min/max_replicas`,
-  `policy_state`, `current_time`, `deployment_id`.
+  `running_replicas`, `aggregated_metrics`, `total_queued_requests` (queued at handles),
+  `total_num_requests`, `capacity_adjusted_min/max_replicas`, `policy_state`,
+  `current_time`, `last_scale_up_time`, `deployment_id`, `deployment_name`.
+* Custom metrics: a deployment method `record_autoscaling_stats()` (sync or async, at most
+  RAY_SERVE_RECORD_AUTOSCALING_STATS_TIMEOUT_S = 10 s) returns `Dict[str, int | float]`;
+  the first result is type-checked and a bad one disables the replica's custom metrics.
+  The replica records it every look_back_period_s x 0.2 s next to Serve's own
+  "running_requests" key and pushes every 10 s; the controller averages each metric over
+  look_back_period_s (aggregation_function, mean by default) into
+  `ctx.aggregated_metrics = {metric: {ReplicaID: value}}`, running replicas only.
 * `policy_state` lives in controller memory only: it restarts empty when the controller
   restarts or the deployment is redeployed. An empty state here never releases replicas
   early (the scale-down window must fill again).
 * Serve wraps the answer (`_apply_autoscaling_config`): with 0 running replicas and any
   request it scales to max(1, target) without calling us; otherwise it applies
-  upscaling/downscaling factors (1.0 here) and its upscale/downscale delays (0 here, see
-  `autoscaling.config`), and a scale-down from N > 1 to 0 passes through 1. Then it clamps
-  to [min_replicas, max_replicas] (adjusted for target capacity).
+  upscaling/downscaling factors (1.0 here) and its upscale/downscale delays (its
+  downscale delays are 0 here, see `autoscaling.config`), and a scale-down from N > 1 to 0
+  passes through 1. Then it clamps to [min_replicas, max_replicas], adjusted for target
+  capacity. The default policy, `replica_queue_length_autoscaling_policy`, asks for
+  total_num_requests / target_ongoing_requests; Ray Serve LLM sets that target to 1e9.
 * Serve chooses which replicas to stop (not yet running first, then by node packing, newest
   first), not by load, and stops them gracefully: a stopping replica takes no new request
   and finishes its in-flight ones within `graceful_shutdown_timeout_s`. "Scale down only
   drained replicas" is therefore: release only when the rest absorb the load with headroom
   and nothing waits, and let Serve drain the victim; the deployment's
   graceful_shutdown_timeout_s must exceed the longest generation.
-* Replica placement groups are named after the replica actor, "SERVE_REPLICA::app#deployment#id"
-  (`ReplicaID.to_full_id_str()`); free GPUs per node come from
-  `ray._private.state.available_resources_per_node()` (see `autoscaling.capacity`).
+* Replica placement groups are named after the replica actor,
+  "SERVE_REPLICA::app#deployment#id" (`ReplicaID.to_full_id_str()`); free GPUs per node
+  come from `ray._private.state.available_resources_per_node()` (see `autoscaling.capacity`).
 """
 
 from __future__ import annotations
@@ -77,8 +91,8 @@ logger = logging.getLogger("giantserve.autoscaling")
 STATE_KEY = "giantserve"
 # Replica needs like 3.0000000001 from float noise must not round up to 4.
 _EPS = 1e-6
-# A trend counts when its rise over the window is this many noise deviations: ~1 false
-# alarm in 100 windows of pure noise (and the samples are autocorrelated, so fewer).
+# A trend counts when its rise over the window exceeds this many robust standard deviations
+# of the points around it: far beyond what Poisson noise does to a 30 s mean of arrivals.
 _TREND_NOISE_MULTIPLE = 3.0
 
 
@@ -89,7 +103,11 @@ class PolicyState(BaseModel):
 
     samples: tuple[tuple[float, float, float], ...] = Field(
         (),
-        description="(time, arrivals/s, replicas needed then), one per signal period, oldest first",
+        description="(time, arrivals/s, most replicas needed then), one per signal period, "
+        "oldest first",
+    )
+    arrival_trend: float = Field(
+        0.0, ge=0, description="rise of the arrival rate (requests/s per second) at the last sample"
     )
     last_upscale_at: float | None = None
     last_downscale_at: float | None = None
@@ -129,37 +147,44 @@ def decide(
 ) -> Decision:
     """The replica count for now. `addable`: replicas the cluster places beyond the target
     (None: unbounded)."""
-    per_replica = config.target_ongoing_requests_per_replica
-    memory_need = signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark
-    slope = _arrival_slope(state.samples, now, config.trend_window_s)
+    arrivals = signals.arrivals_per_s
+    memory_need = (
+        signals.reporting_replicas * signals.kv_cache_usage / config.kv_cache_usage_high_watermark
+    )
+    idle = arrivals <= 0 and signals.demand <= 0
+    state = _observe(state, now, arrivals, idle=idle, config=config)
+    slope = state.arrival_trend
     # Little's law turns arrivals into requests in flight: each stays running/arrivals seconds.
-    seconds_in_batch = signals.running / signals.arrivals_per_s if signals.arrivals_per_s > 0 else 0.0
-    forecast = signals.demand + max(0.0, slope) * config.horizon_s * seconds_in_batch
-    need_ahead = max(forecast / per_replica, memory_need)
-    idle = signals.arrivals_per_s <= 0 and signals.demand <= 0
-    state = _remember(state, now, signals.arrivals_per_s, need_ahead, idle, config)
+    seconds_in_batch = signals.running / arrivals if arrivals > 0 else 0.0
+    forecast = signals.demand + slope * config.horizon_s * seconds_in_batch
+    need_ahead = max(forecast / config.target_ongoing_requests_per_replica, memory_need)
+    state = _record_need(state, need_ahead)
     target = fleet.target_replicas
-    if config.scale_to_zero and _idle_s(state, fleet, now) >= config.scale_to_zero_idle_s:
-        return Decision(
-            replicas=0, state=state, reason=f"no request for {_idle_s(state, fleet, now):.0f}s: scale to zero"
-        )
+    idle_s = _idle_s(state, fleet, now)
+    if config.scale_to_zero and idle_s >= config.scale_to_zero_idle_s:
+        reason = f"no request for {idle_s:.0f}s: scale to zero"
+        return Decision(replicas=0, state=state, reason=reason)
 
-    saturated = signals.waiting > config.target_waiting_per_replica * max(1, signals.reporting_replicas)
+    waiting_limit = config.target_waiting_per_replica * max(1, signals.reporting_replicas)
+    saturated = signals.waiting > waiting_limit
     slow = (
         signals.ttft_p90_s is not None
         and signals.ttft_p90_s > config.ttft_pressure_ratio * config.ttft_target_s
     )
-    wanted = max(fleet.min_replicas, math.ceil(need_ahead - _EPS) + config.spare_replicas)
+    wanted = max(fleet.min_replicas, _with_spare(need_ahead, config))
     why = (
         f"demand {signals.demand:.0f} -> {forecast:.0f} in {config.horizon_s:.0f}s "
-        f"(arrivals {signals.arrivals_per_s:.1f}/s, {slope * 60:+.2f}/s per min), "
+        f"(arrivals {arrivals:.1f}/s, {slope * 60:+.2f}/s per min), "
         f"kv {signals.kv_cache_usage:.2f}, need {need_ahead:.2f}"
     )
     # Distress with nothing starting: the need estimate is too low for this traffic.
     # With replicas starting, adding more would double-count what is already coming.
     if (saturated or slow) and fleet.running_replicas >= target:
         wanted = max(wanted, target + 1)
-        why += f"; {'saturated' if saturated else 'slow'}: waiting {signals.waiting:.0f}, ttft p90 {signals.ttft_p90_s}"
+        why += (
+            f"; {'saturated' if saturated else 'slow'}: waiting {signals.waiting:.0f}, "
+            f"ttft p90 {signals.ttft_p90_s}"
+        )
 
     if wanted > target:
         return _scale_up(state, wanted, fleet, addable, saturated, now, config, why)
@@ -185,7 +210,9 @@ def _scale_up(
     limits = {
         "max_replicas": fleet.max_replicas,
         "max_upscale_factor": max(
-            fleet.running_replicas + 1, math.ceil(config.max_upscale_factor * fleet.running_replicas)
+            fleet.min_replicas,
+            fleet.running_replicas + 1,
+            math.ceil(config.max_upscale_factor * fleet.running_replicas),
         ),
     }
     if addable is not None:
@@ -213,21 +240,20 @@ def _scale_down_or_hold(
 ) -> Decision:
     target = fleet.target_replicas
     # The newest sample always counts, even with a downscale delay shorter than a signal period.
-    window = [s for s in state.samples if s[0] >= now - config.downscale_delay_s] or [state.samples[-1]]
+    delay_s = config.downscale_delay_s
+    window = [s for s in state.samples if s[0] >= now - delay_s] or [state.samples[-1]]
     peak_need = max(need for _, _, need in window)
     # The band on top of the spare replicas: fewer replicas each run a bigger batch, which
     # decodes slower, so the load per replica grows by more than the count shrinks. Never
     # below what the forecast wants now: the next tick would scale right back up.
-    enough = max(
-        wanted, math.ceil(peak_need * (1 + config.hysteresis_band) - _EPS) + config.spare_replicas
-    )
+    enough = max(wanted, _with_spare(peak_need * (1 + config.hysteresis_band), config))
     if enough >= target:
         return Decision(replicas=target, state=state, reason=f"hold: {why}")
     # The window must cover the whole delay, and start after the last scale-up.
     observed_s = now - window[0][0]
     since_up = now - state.last_upscale_at if state.last_upscale_at is not None else math.inf
     since_down = now - state.last_downscale_at if state.last_downscale_at is not None else math.inf
-    if min(observed_s + config.signal_period_s, since_up) < config.downscale_delay_s:
+    if min(observed_s + config.signal_period_s, since_up) < delay_s:
         return Decision(replicas=target, state=state, reason=f"hold, downscale delay: {why}")
     if since_down < config.downscale_cooldown_s:
         return Decision(replicas=target, state=state, reason=f"hold, downscale cooldown: {why}")
@@ -238,8 +264,15 @@ def _scale_down_or_hold(
     return Decision(
         replicas=replicas,
         state=state.model_copy(update={"last_downscale_at": now}),
-        reason=f"down {target}->{replicas}: peak need {peak_need:.2f} over {config.downscale_delay_s:.0f}s; {why}",
+        reason=f"down {target}->{replicas}: peak need {peak_need:.2f} over {delay_s:.0f}s; {why}",
     )
+
+
+def _with_spare(need: float, config: AutoscalingConfig) -> int:
+    """Replicas for `need` plus the spare ones; at most as many spare as needed, so a model
+    with little traffic does not pay for idle gangs several times over."""
+    replicas = math.ceil(need - _EPS)
+    return replicas + min(config.spare_replicas, replicas)
 
 
 def _idle_s(state: PolicyState, fleet: FleetView, now: float) -> float:
@@ -250,47 +283,68 @@ def _idle_s(state: PolicyState, fleet: FleetView, now: float) -> float:
     return now - max(state.idle_since, fleet.last_scale_up_at or state.idle_since)
 
 
-def _remember(
-    state: PolicyState, now: float, arrivals: float, need: float, idle: bool, config: AutoscalingConfig
+def _observe(
+    state: PolicyState, now: float, arrivals: float, *, idle: bool, config: AutoscalingConfig
 ) -> PolicyState:
-    """Add a sample once per signal period and keep what the trend and scale-down windows use."""
+    """Once per signal period: a new sample, and the arrival trend refitted on the window.
+    Serve calls the policy ten times a second; the trend only changes with a sample."""
     idle_since = (state.idle_since if state.idle_since is not None else now) if idle else None
-    samples = state.samples
+    samples, trend = state.samples, state.arrival_trend
     if not samples or now - samples[-1][0] >= config.signal_period_s:
         keep_s = max(config.trend_window_s, config.downscale_delay_s)
-        samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, arrivals, need),)
-    else:
-        # Between samples, a higher need still counts for the scale-down window.
-        last_t, last_arrivals, last_need = samples[-1]
-        samples = samples[:-1] + ((last_t, last_arrivals, max(last_need, need)),)
-    return state.model_copy(update={"samples": samples, "idle_since": idle_since})
+        samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, arrivals, 0.0),)
+        trend = _rising_trend(samples, now, config.trend_window_s)
+    return state.model_copy(
+        update={"samples": samples, "arrival_trend": trend, "idle_since": idle_since}
+    )
 
 
-def _arrival_slope(samples: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
-    """The arrival rate's trend (requests/s per second) over the trend window, or 0.
+def _record_need(state: PolicyState, need: float) -> PolicyState:
+    """Keep the most replicas needed within the newest sample's period, for scale-down."""
+    t, arrivals, most = state.samples[-1]
+    samples = state.samples[:-1] + ((t, arrivals, max(most, need)),)
+    return state.model_copy(update={"samples": samples})
 
-    Arrivals, unlike requests in flight, do not change when the fleet does (a smaller batch
-    decodes faster), so the fleet's own scaling never looks like a trend. The slope is
-    Theil-Sen's (the median of pairwise slopes): it follows a ramp but stays near 0 for a
-    step, where most pairs lie on the same side and are flat, so a jump in load is
-    provisioned for as it is, not extrapolated a cold start ahead. It counts only when the
-    rise it implies over the window exceeds the noise around it (`_TREND_NOISE_MULTIPLE`
-    robust standard deviations of the residuals): Poisson noise must not order replicas.
+
+def _rising_trend(
+    samples: tuple[tuple[float, float, float], ...], now: float, window_s: float
+) -> float:
+    """How fast arrivals rise (requests/s per second) over the trend window; 0 if they don't.
+
+    Arrivals, unlike requests in flight, do not change when the fleet does, so the fleet's
+    own scaling never looks like a trend. The slope is Theil-Sen's (the median of pairwise
+    slopes): it follows a ramp, and for a step most pairs lie on one side and are flat.
+    It counts only when
+    * the rise it implies over the window exceeds the noise around it
+      (`_TREND_NOISE_MULTIPLE` robust standard deviations of the residuals), so Poisson
+      noise orders no replica, and
+    * the window's recent half rises too: a step in mid-window, the one case where most
+      pairs straddle it, leaves that half flat. A jump in load is provisioned for as it
+      is, not extrapolated a cold start ahead.
     Half a window of history is required.
     """
     points = [(t, arrivals) for t, arrivals, _ in samples if t >= now - window_s]
     if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 2:
         return 0.0
-    slope = statistics.median(
+    slope = _theil_sen(points)
+    if slope <= 0:
+        return 0.0
+    intercept = statistics.median(a - slope * t for t, a in points)
+    noise = 1.4826 * statistics.median(abs(a - intercept - slope * t) for t, a in points)
+    recent_half = [(t, a) for t, a in points if t >= now - window_s / 2]
+    rises_out_of_noise = slope * (points[-1][0] - points[0][0]) > _TREND_NOISE_MULTIPLE * noise
+    if not rises_out_of_noise or len(recent_half) < 2 or _theil_sen(recent_half) <= 0:
+        return 0.0
+    return slope
+
+
+def _theil_sen(points: list[tuple[float, float]]) -> float:
+    return statistics.median(
         (a2 - a1) / (t2 - t1)
         for i, (t1, a1) in enumerate(points)
         for t2, a2 in points[i + 1 :]
         if t2 > t1
     )
-    intercept = statistics.median(a - slope * t for t, a in points)
-    noise = 1.4826 * statistics.median(abs(a - intercept - slope * t) for t, a in points)
-    rise = abs(slope) * (points[-1][0] - points[0][0])
-    return slope if rise > _TREND_NOISE_MULTIPLE * noise else 0.0
 
 
 class CapacityReader(Protocol):

@@ -133,7 +133,9 @@ class FleetSignals(BaseModel):
         return self.running + self.waiting
 
 
-def fleet_signals(per_replica: Mapping[Hashable, ReplicaStats], handle_queued: float) -> FleetSignals:
+def fleet_signals(
+    per_replica: Mapping[Hashable, ReplicaStats], handle_queued: float
+) -> FleetSignals:
     """Sum the load, average the KV usage, and weight each replica's TTFT by its load.
 
     Weighting by ongoing requests makes the TTFT the one a typical request sees, so one idle
@@ -163,7 +165,8 @@ def fleet_signals(per_replica: Mapping[Hashable, ReplicaStats], handle_queued: f
 def replica_stats_from_serve(
     aggregated_metrics: Mapping[str, Mapping[Hashable, float]], replicas: Iterable[Hashable]
 ) -> dict[Hashable, ReplicaStats]:
-    """Per-replica stats from Serve's `ctx.aggregated_metrics`; replicas yet to report are left out."""
+    """Per-replica stats from Serve's `ctx.aggregated_metrics`; replicas that have not
+    reported yet are left out."""
     running = aggregated_metrics.get(METRIC_NUM_RUNNING, {})
     waiting = aggregated_metrics.get(METRIC_NUM_WAITING, {})
     kv = aggregated_metrics.get(METRIC_KV_CACHE_USAGE, {})

@@ -54,7 +54,8 @@ def serve_decision(policy: Callable, ctx, now: float) -> tuple[int, dict[str, An
             )
             state.update(internal)
     replicas = math.ceil(replicas)
-    return max(ctx.capacity_adjusted_min_replicas, min(ctx.capacity_adjusted_max_replicas, replicas)), state
+    lowest, highest = ctx.capacity_adjusted_min_replicas, ctx.capacity_adjusted_max_replicas
+    return max(lowest, min(highest, replicas)), state
 
 
 class SimCapacityReader:
@@ -116,7 +117,9 @@ class ServeDriven:
             total_num_requests=observation.handle_queued
             + (observation.running_per_replica + observation.waiting_per_replica) * len(replicas),
             total_queued_requests=observation.handle_queued,
-            aggregated_metrics={name: dict.fromkeys(replicas, v) for name, v in per_replica.items()},
+            aggregated_metrics={
+                name: dict.fromkeys(replicas, value) for name, value in per_replica.items()
+            },
             raw_metrics={},
             capacity_adjusted_min_replicas=self._config.min_replicas,
             capacity_adjusted_max_replicas=self._config.max_replicas,
@@ -140,7 +143,10 @@ class FixedFleet:
 
 
 def replicas_needed(
-    rates: tuple[float, ...], classes: tuple[RequestClass, ...], replica: ReplicaModel, utilization: float
+    rates: tuple[float, ...],
+    classes: tuple[RequestClass, ...],
+    replica: ReplicaModel,
+    utilization: float,
 ) -> int:
     """Replicas whose GPU time, batch slots and KV cache these rates use to `utilization`.
 

@@ -48,7 +48,8 @@ class ReplicaModel(BaseModel):
         40_000, description="prompt tokens per second per replica (~32B active parameters)"
     )
     kv_cache_tokens: int = Field(
-        667_696, description="`python -m cluster plan kimi-k2.5 --gpu H200` (int4, MLA latent cache)"
+        667_696,
+        description="`python -m cluster plan kimi-k2.5 --gpu H200` (int4, MLA latent cache)",
     )
     weights_gb: float = Field(595.1, description="the int4 checkpoint, per the planner")
     weight_load_gb_per_s: float = Field(1.5, description="shared storage to 8 GPUs, effective")
@@ -124,7 +125,16 @@ class SimResult(BaseModel):
         "replica asked back before it could even have restarted"
     )
     peak_replicas: int
-    unserved_at_end: int = Field(description="requests still queued when the trace ended (counted as misses)")
+    unserved_at_end: int = Field(
+        description="requests still queued when the trace ended (counted as misses)"
+    )
+    carried_in: int = Field(
+        description="requests running or queued from the warm-up when the trace began"
+    )
+    completed: int = Field(description="requests that finished during the trace")
+    in_flight_at_end: int = Field(
+        description="requests still running, on serving or draining replicas"
+    )
     timeline: tuple[TimelinePoint, ...]
 
 
@@ -154,6 +164,176 @@ class _Draining:
         self.acc = [0.0] * len(running)
 
 
+class _Requests:
+    """The FIFO queue and what became of each request: queueing delay and TTFT."""
+
+    def __init__(self, ttft_target_s: float) -> None:
+        self.ttft_target_s = ttft_target_s
+        self.queue: deque[list[int]] = deque()  # [arrival tick, class, count]
+        self.queued = 0
+        self.wait_ticks: Counter[int] = Counter()
+        self.met = 0.0
+        self.recent_ttft: deque[tuple[float, float, int]] = deque()  # (time, ttft, requests)
+
+    def arrive(self, tick: int, arrivals: tuple[int, ...]) -> None:
+        for c, count in enumerate(arrivals):
+            if count:
+                self.queue.append([tick, c, count])
+                self.queued += count
+
+    def admitted(
+        self,
+        tick: int,
+        now: float,
+        dt: float,
+        arrived: int,
+        take: int,
+        prompt: int,
+        replicas: int,
+        backlog_per_replica: float,
+        step_s: float,
+        prefill_rate: float,
+    ) -> None:
+        """Account `take` requests that left the queue, spread over `replicas` replicas."""
+        wait = (tick - arrived) * dt
+        if arrived >= 0:  # warm-up requests are not measured
+            self.wait_ticks[tick - arrived] += take
+            # The j-th prompt a replica gets starts decoding after j prompts of prefill.
+            prefill_budget = (self.ttft_target_s - wait - step_s) * prefill_rate
+            fits = (prefill_budget - backlog_per_replica) / prompt
+            self.met += min(take, max(0.0, replicas * fits))
+        # The middle one of the prompts each replica got stands for them all.
+        middle_prefill = backlog_per_replica + prompt * (take / replicas + 1) / 2
+        self.recent_ttft.append((now, wait + step_s + middle_prefill / prefill_rate, take))
+        self.queued -= take
+
+    def ttft_p90(self, now: float, window_s: float) -> float | None:
+        while self.recent_ttft and self.recent_ttft[0][0] < now - window_s:
+            self.recent_ttft.popleft()
+        return _p90(self.recent_ttft)
+
+
+class _Fleet:
+    """The replicas: pending (no GPUs yet), starting, serving as one pool, draining."""
+
+    def __init__(self, replica: ReplicaModel, classes: tuple, serving: int) -> None:
+        self.replica = replica
+        self.prompt = [c.prompt_tokens for c in classes]
+        self.output = [c.output_tokens for c in classes]
+        self.kv_need = [c.prompt_tokens + c.output_tokens for c in classes]
+        self.serving = serving
+        self.starting: list[float] = []  # ready times, oldest first
+        self.pending = 0
+        self.draining: list[_Draining] = []
+        self.running = [0] * len(classes)
+        self.acc = [0.0] * len(classes)
+        self.prefill_backlog = 0.0
+
+    @property
+    def placed(self) -> int:
+        return self.serving + len(self.starting) + self.draining_replicas
+
+    @property
+    def draining_replicas(self) -> int:
+        return sum(d.replicas for d in self.draining)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.running) + sum(sum(d.running) for d in self.draining)
+
+    def kv_usage(self) -> float:
+        if not self.serving:
+            return 0.0
+        used = sum(r * k for r, k in zip(self.running, self.kv_need))
+        return used / (self.serving * self.replica.kv_cache_tokens)
+
+    def advance_lifecycle(self, now: float, placeable: int) -> None:
+        """Started replicas begin serving; pending ones get GPUs as they free up."""
+        while self.starting and self.starting[0] <= now:
+            self.starting.pop(0)
+            self.serving += 1
+        placed = self.placed
+        while self.pending and placed < placeable:
+            self.pending -= 1
+            placed += 1
+            self.starting.append(now + self.replica.cold_start_s)
+
+    def admit(self, requests: _Requests, tick: int, now: float, dt: float) -> None:
+        """FIFO into free batch slots and KV cache, as vLLM's scheduler admits."""
+        if not (self.serving and requests.queue):
+            return
+        replica = self.replica
+        room = self.serving * replica.max_num_seqs - sum(self.running)
+        kv_free = self.serving * replica.kv_cache_tokens - sum(
+            r * k for r, k in zip(self.running, self.kv_need)
+        )
+        while requests.queue and room > 0:
+            head = requests.queue[0]
+            arrived, c, count = head
+            take = min(count, room, int(kv_free // self.kv_need[c]))
+            if take <= 0:
+                break
+            requests.admitted(
+                tick,
+                now,
+                dt,
+                arrived,
+                take,
+                self.prompt[c],
+                self.serving,
+                backlog_per_replica=self.prefill_backlog / self.serving,
+                step_s=replica.step_s(sum(self.running) / self.serving),
+                prefill_rate=replica.prefill_tokens_per_s,
+            )
+            self.prefill_backlog += take * self.prompt[c]
+            self.running[c] += take
+            room -= take
+            kv_free -= take * self.kv_need[c]
+            if take == count:
+                requests.queue.popleft()
+            else:
+                head[2] = count - take
+
+    def serve(self, dt: float) -> int:
+        """One tick of prefill and decoding; the requests that finished."""
+        replica, finished = self.replica, 0
+        if self.serving:
+            prefill_rate = replica.prefill_tokens_per_s
+            prefilled = min(self.prefill_backlog, self.serving * prefill_rate * dt)
+            self.prefill_backlog -= prefilled
+            decode_s = dt - prefilled / (self.serving * prefill_rate)
+            step_s = replica.step_s(sum(self.running) / self.serving)
+            finished += _decode(self.running, self.acc, self.output, decode_s / step_s)
+        for d in self.draining:
+            step_s = replica.step_s(sum(d.running) / d.replicas)
+            finished += _decode(d.running, d.acc, self.output, dt / step_s)
+        self.draining = [d for d in self.draining if any(d.running)]
+        return finished
+
+    def reconcile(self, target: int) -> None:
+        """Add or remove replicas to reach `target`, in Serve's order of removal."""
+        live = self.serving + len(self.starting) + self.pending
+        if target > live:
+            self.pending += target - live
+            return
+        excess = live - target
+        dropped = min(self.pending, excess)
+        self.pending -= dropped
+        excess -= dropped
+        while excess and self.starting:
+            self.starting.pop()  # newest first
+            excess -= 1
+        if excess and self.serving:
+            leaving = min(excess, self.serving)
+            # The leaving replicas take their share of the pool's running requests along.
+            moved = [n * leaving // self.serving for n in self.running]
+            if any(moved):
+                self.draining.append(_Draining(leaving, moved))
+            self.running = [n - m for n, m in zip(self.running, moved)]
+            self.prefill_backlog *= (self.serving - leaving) / self.serving
+            self.serving -= leaving
+
+
 def simulate(
     trace: Trace,
     controller: Controller,
@@ -170,40 +350,18 @@ def simulate(
     warmup_s: float = 600.0,
 ) -> SimResult:
     dt = trace.tick_s
-    classes = trace.classes
-    n_classes = len(classes)
-    prompt = [c.prompt_tokens for c in classes]
-    output = [c.output_tokens for c in classes]
-    kv_need = [c.prompt_tokens + c.output_tokens for c in classes]
-    slots, kv_tokens, prefill_rate = replica.max_num_seqs, replica.kv_cache_tokens, replica.prefill_tokens_per_s
-    cold_start = replica.cold_start_s
-    replicas_per_node = cluster.gpus_per_node // replica.gpus
-    placeable_total = cluster.nodes * replicas_per_node
-
-    # Fleet: serving pool, starting (ready times, oldest first), pending, draining.
-    serving = initial_replicas
-    starting: list[float] = []
-    pending = 0
-    draining: list[_Draining] = []
-    target = initial_replicas
-    running = [0] * n_classes
-    acc = [0.0] * n_classes
-    prefill_backlog = 0.0
-
-    queue: deque[list[int]] = deque()  # [arrival tick, class, count]
-    queued = 0
-    wait_ticks: Counter[int] = Counter()
-    met = 0.0
-    recent_ttft: deque[tuple[float, float, int]] = deque()  # (time, ttft, requests)
+    fleet = _Fleet(replica, trace.classes, initial_replicas)
+    requests = _Requests(ttft_target_s)
+    placeable = cluster.nodes * (cluster.gpus_per_node // replica.gpus)
+    target = peak = initial_replicas
 
     # Serve's view: each metric's mean over the last `look_back_s`, as Serve aggregates it.
-    window = max(1, round(look_back_s / dt))
-    windows = {name: _WindowMean(window) for name in ("running", "waiting", "kv", "arrivals")}
+    window_ticks = max(1, round(look_back_s / dt))
+    windows = {name: _WindowMean(window_ticks) for name in ("running", "waiting", "kv", "arrivals")}
     seen: dict = {}
     last_scale_up_at: float | None = None
     last_scale_down_at = -math.inf
-    ups = downs = reversals = 0
-    peak = initial_replicas
+    ups = downs = reversals = carried_in = completed = 0
     gpu_seconds = 0.0
     timeline: list[TimelinePoint] = []
     decide_every = max(1, round(decision_period_s / dt))
@@ -218,148 +376,96 @@ def simulate(
         measured = tick >= 0
         arrivals = trace.arrivals[tick if measured else step_index]
         now = tick * dt
-        for c, count in enumerate(arrivals):
-            if count:
-                queue.append([tick, c, count])
-                queued += count
-
-        # Lifecycle: started replicas begin serving; waiting ones get GPUs as they free up.
-        while starting and starting[0] <= now:
-            starting.pop(0)
-            serving += 1
-        placed = serving + len(starting) + sum(d.replicas for d in draining)
-        while pending and placed < placeable_total:
-            pending -= 1
-            placed += 1
-            starting.append(now + cold_start)
-
-        # Admission, FIFO, into free batch slots and KV cache.
-        if serving and queue:
-            room = serving * slots - sum(running)
-            kv_free = serving * kv_tokens - sum(r * k for r, k in zip(running, kv_need))
-            while queue and room > 0:
-                head = queue[0]
-                arrived, c, count = head
-                take = min(count, room, int(kv_free // kv_need[c]))
-                if take <= 0:
-                    break
-                wait = (tick - arrived) * dt
-                per_replica_backlog = prefill_backlog / serving
-                step = replica.step_s(sum(running) / serving)
-                if arrived >= 0:
-                    wait_ticks[tick - arrived] += take
-                    # The j-th prompt a replica gets starts decoding after j prompts of prefill.
-                    fits = ((ttft_target_s - wait - step) * prefill_rate - per_replica_backlog) / prompt[c]
-                    met += min(take, max(0.0, serving * fits))
-                share = take / serving
-                recent_ttft.append(
-                    (now, wait + step + (per_replica_backlog + prompt[c] * (share + 1) / 2) / prefill_rate, take)
-                )
-                prefill_backlog += take * prompt[c]
-                running[c] += take
-                room -= take
-                kv_free -= take * kv_need[c]
-                queued -= take
-                if take == count:
-                    queue.popleft()
-                else:
-                    head[2] = count - take
-
-        # Service.
-        if serving:
-            prefilled = min(prefill_backlog, serving * prefill_rate * dt)
-            prefill_backlog -= prefilled
-            decode_s = dt - prefilled / (serving * prefill_rate)
-            _decode(running, acc, output, decode_s / replica.step_s(sum(running) / serving))
-        for d in draining:
-            _decode(d.running, d.acc, output, dt / replica.step_s(sum(d.running) / d.replicas))
-        draining = [d for d in draining if any(d.running)]
-
+        if tick == 0:
+            carried_in = requests.queued + fleet.in_flight
+        requests.arrive(tick, arrivals)
+        fleet.advance_lifecycle(now, placeable)
+        fleet.admit(requests, tick, now, dt)
+        finished = fleet.serve(dt)
         if measured:
-            billed = serving + len(starting) + sum(d.replicas for d in draining)
-            gpu_seconds += billed * replica.gpus * dt
+            completed += finished
+            gpu_seconds += fleet.placed * replica.gpus * dt
 
-        # What Serve's controller would know.
         windows["arrivals"].add(sum(arrivals))
-        windows["running"].add(sum(running))
-        windows["waiting"].add(queued)
-        windows["kv"].add(
-            sum(r * k for r, k in zip(running, kv_need)) / (serving * kv_tokens) if serving else 0.0
-        )
+        windows["running"].add(sum(fleet.running))
+        windows["waiting"].add(requests.queued)
+        windows["kv"].add(fleet.kv_usage())
         if tick % push_every == 0:
-            while recent_ttft and recent_ttft[0][0] < now - ttft_window_s:
-                recent_ttft.popleft()
             seen = {name: w.mean() for name, w in windows.items()}
-            seen["ttft"] = _p90(recent_ttft)
+            seen["ttft"] = requests.ttft_p90(now, ttft_window_s)
 
         if not measured:
             continue
         if tick % decide_every == 0:
-            observation = Observation(
-                now=now,
-                running_replicas=serving,
-                target_replicas=target,
-                waiting_for_gpus=pending,
-                running_per_replica=seen["running"] / serving if serving else 0.0,
-                waiting_per_replica=seen["waiting"] / serving if serving else 0.0,
-                arrivals_per_replica_per_s=seen["arrivals"] / dt / serving if serving else 0.0,
-                handle_queued=0.0 if serving else seen["waiting"],
-                kv_cache_usage=seen["kv"],
-                ttft_p90_s=seen["ttft"],
-                free_gpus_per_node=_free_gpus_per_node(cluster, replica, placed),
-                last_scale_up_at=last_scale_up_at,
+            serving = fleet.serving
+            wanted = controller.target(
+                Observation(
+                    now=now,
+                    running_replicas=serving,
+                    target_replicas=target,
+                    waiting_for_gpus=fleet.pending,
+                    running_per_replica=seen["running"] / serving if serving else 0.0,
+                    waiting_per_replica=seen["waiting"] / serving if serving else 0.0,
+                    arrivals_per_replica_per_s=seen["arrivals"] / dt / serving if serving else 0.0,
+                    handle_queued=0.0 if serving else seen["waiting"],
+                    kv_cache_usage=seen["kv"],
+                    ttft_p90_s=seen["ttft"],
+                    free_gpus_per_node=_free_gpus_per_node(cluster, replica, fleet.placed),
+                    last_scale_up_at=last_scale_up_at,
+                )
             )
-            wanted = controller.target(observation)
+            if wanted > target:
+                ups += 1
+                reversals += now - last_scale_down_at < replica.cold_start_s
+                last_scale_up_at = now
+            elif wanted < target:
+                downs += 1
+                last_scale_down_at = now
             if wanted != target:
-                if wanted > target:
-                    ups += 1
-                    reversals += now - last_scale_down_at < cold_start
-                    last_scale_up_at = now
-                else:
-                    downs += 1
-                    last_scale_down_at = now
                 target = wanted
                 peak = max(peak, target)
-                serving, pending, running, acc, prefill_backlog = _reconcile(
-                    target, serving, starting, pending, draining, running, acc, prefill_backlog
-                )
+                fleet.reconcile(target)
 
         if tick % timeline_every == 0:
             timeline.append(
                 TimelinePoint(
                     t_s=now,
                     target=target,
-                    serving=serving,
-                    starting=len(starting) + pending,
-                    draining=sum(d.replicas for d in draining),
-                    queued=queued,
-                    running=sum(running),
+                    serving=fleet.serving,
+                    starting=len(fleet.starting) + fleet.pending,
+                    draining=fleet.draining_replicas,
+                    queued=requests.queued,
+                    running=sum(fleet.running),
                     arrival_rate=sum(trace.rates[tick]),
                 )
             )
 
     end_tick = len(trace.arrivals)
-    for arrived, _, count in queue:
-        wait_ticks[end_tick - arrived] += count
-    requests = trace.total_requests
+    for arrived, _, count in requests.queue:
+        requests.wait_ticks[end_tick - arrived] += count
+    total = trace.total_requests
     return SimResult(
         policy=controller.name,
         trace=trace.name,
-        requests=requests,
-        slo_met_share=met / requests if requests else 1.0,
-        p99_queue_delay_s=_percentile_ticks(wait_ticks, 0.99) * dt,
+        requests=total,
+        slo_met_share=requests.met / total if total else 1.0,
+        p99_queue_delay_s=_percentile_ticks(requests.wait_ticks, 0.99) * dt,
         gpu_hours=gpu_seconds / 3600,
         scale_ups=ups,
         scale_downs=downs,
         reversals=reversals,
         peak_replicas=peak,
-        unserved_at_end=queued,
+        unserved_at_end=requests.queued,
+        carried_in=carried_in,
+        completed=completed,
+        in_flight_at_end=fleet.in_flight,
         timeline=tuple(timeline),
     )
 
 
-def _decode(running: list[int], acc: list[float], output: list[int], tokens_each: float) -> None:
-    """Finish the requests whose output this many tokens per request completes."""
+def _decode(running: list[int], acc: list[float], output: list[int], tokens_each: float) -> int:
+    """Finish the requests whose output this many tokens per request completes; how many did."""
+    finished = 0
     for c, n in enumerate(running):
         if not n:
             continue
@@ -367,41 +473,10 @@ def _decode(running: list[int], acc: list[float], output: list[int], tokens_each
         done = min(n, int(acc[c]))
         acc[c] -= done
         running[c] = n - done
+        finished += done
         if running[c] == 0:
             acc[c] = 0.0
-
-
-def _reconcile(
-    target: int,
-    serving: int,
-    starting: list[float],
-    pending: int,
-    draining: list[_Draining],
-    running: list[int],
-    acc: list[float],
-    prefill_backlog: float,
-) -> tuple[int, int, list[int], list[float], float]:
-    """Add or remove replicas to reach `target`, in Serve's order of removal."""
-    live = serving + len(starting) + pending
-    if target > live:
-        return serving, pending + target - live, running, acc, prefill_backlog
-    excess = live - target
-    dropped = min(pending, excess)
-    pending -= dropped
-    excess -= dropped
-    while excess and starting:
-        starting.pop()  # newest first
-        excess -= 1
-    if excess and serving:
-        leaving = min(excess, serving)
-        # The leaving replicas take their share of the pool's running requests along.
-        moved = [n * leaving // serving for n in running]
-        if any(moved):
-            draining.append(_Draining(leaving, moved))
-        running = [n - m for n, m in zip(running, moved)]
-        prefill_backlog *= (serving - leaving) / serving
-        serving -= leaving
-    return serving, pending, running, acc, prefill_backlog
+    return finished
 
 
 def _free_gpus_per_node(cluster: Cluster, replica: ReplicaModel, placed: int) -> tuple[float, ...]:

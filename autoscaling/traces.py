@@ -1,4 +1,4 @@
-"""Request traces for the simulator: arrival rates per second and the Poisson arrivals drawn from them.
+"""Request traces for the simulator: arrival rates and the Poisson arrivals drawn from them.
 
 Each trace is a mean rate per request class per tick (what an oracle knows) and the
 arrivals sampled from it with a fixed seed (what every policy is replayed against).
@@ -35,7 +35,9 @@ class Trace(BaseModel):
     tick_s: float = Field(gt=0)
     classes: tuple[RequestClass, ...]
     rates: tuple[tuple[float, ...], ...] = Field(description="mean arrivals/s per tick, per class")
-    arrivals: tuple[tuple[int, ...], ...] = Field(description="sampled arrivals per tick, per class")
+    arrivals: tuple[tuple[int, ...], ...] = Field(
+        description="sampled arrivals per tick, per class"
+    )
 
     @property
     def duration_s(self) -> float:
@@ -127,12 +129,14 @@ def burst(
     down_at = start_s + ramp_up_s + hold_s
 
     def rate(t: float) -> float:
-        return base + (peak - base) * (_ramp(t, start_s, ramp_up_s) - _ramp(t, down_at, ramp_down_s))
+        up, down = _ramp(t, start_s, ramp_up_s), _ramp(t, down_at, ramp_down_s)
+        return base + (peak - base) * (up - down)
 
     return build_trace(
         "burst",
-        f"{base:g} chat req/s, rising linearly to {factor:g}x ({peak:g}) over {ramp_up_s / 60:g} min "
-        f"from t={start_s / 60:g} min, held {hold_s / 60:g} min, back over {ramp_down_s / 60:g} min; {hours:g} h",
+        f"{base:g} chat req/s, rising linearly to {factor:g}x ({peak:g}) over "
+        f"{ramp_up_s / 60:g} min from t={start_s / 60:g} min, held {hold_s / 60:g} min, "
+        f"back over {ramp_down_s / 60:g} min; {hours:g} h",
         hours * HOUR_S,
         {CHAT: rate},
         seed=seed,
@@ -155,9 +159,10 @@ def long_context_wave(
 
     return build_trace(
         "long-context wave",
-        f"{chat:g} chat req/s throughout, plus {LONG_CONTEXT.prompt_tokens // 1000}k-token prompts rising to "
-        f"{long_peak:g} req/s over {rise_s / 60:g} min from t={start_s / 60:g} min, held {hold_s / 60:g} min, "
-        f"falling over {rise_s / 60:g} min; {hours:g} h",
+        f"{chat:g} chat req/s throughout, plus {LONG_CONTEXT.prompt_tokens // 1000}k-token "
+        f"prompts rising to {long_peak:g} req/s over {rise_s / 60:g} min from "
+        f"t={start_s / 60:g} min, held {hold_s / 60:g} min, falling over {rise_s / 60:g} min; "
+        f"{hours:g} h",
         hours * HOUR_S,
         {CHAT: lambda t: chat, LONG_CONTEXT: long_rate},
         seed=seed,

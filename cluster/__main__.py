@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cluster import cli_plan
+from cluster import cli_plan, cli_stage, cli_tfvars
 
-COMMANDS = (cli_plan,)
+COMMANDS = (cli_plan, cli_stage, cli_tfvars)
 
 
 def main(argv: list[str] | None = None) -> int:

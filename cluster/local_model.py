@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -58,12 +59,17 @@ def is_ready(directory: Path) -> bool:
 
 def ensure_local_model(name: str) -> Path:
     """The prepared directory of a local model, building it first if missing or broken."""
-    directory = model_dir(name)
+    build = _build_smollm2 if name == SMOLLM2 else _build_tiny_random_llama
+    return ensure_built(model_dir(name), build)
+
+
+def ensure_built(directory: Path, build: Callable[[Path], None]) -> Path:
+    """`directory`, filled by `build(staging dir)` unless it already holds a READY copy."""
+    name = directory.name
     if is_ready(directory):
         return directory
     if directory.exists():
         _say(f"{name}: cache at {directory} is incomplete or corrupted, rebuilding")
-    build = _build_smollm2 if name == SMOLLM2 else _build_tiny_random_llama
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Build in a sibling temp dir and rename: a crash mid-build never leaves a
     # directory that looks complete.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from cluster.ray_env import SERVING_ENV
+
 # Set before Ray starts, so the raylet and every worker (vLLM engines included) inherit them.
 LOOPBACK_ENV = {
     # Without this Ray rewrites 127.0.0.1 to the machine's address.
@@ -19,9 +21,7 @@ LOOPBACK_ENV = {
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
-    # Ray starts workers at nice 15, and the vLLM engine processes a replica spawns
-    # inherit it: the serving path would lose the CPU to anything else on the node.
-    "RAY_worker_niceness": "0",
+    **SERVING_ENV,
 }
 
 # An engine replica plus the ingress need more logical CPUs than 2 physical cores;
@@ -35,13 +35,18 @@ def apply_loopback_env() -> None:
 
 
 def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
-    """Start (or join, if RAY_ADDRESS is set) a loopback-only Ray cluster."""
+    """Start a new loopback-only Ray cluster, or join the one RAY_ADDRESS names.
+
+    "local" rather than Ray's default: without an address Ray joins any cluster
+    already running on the machine, which may be somebody else's.
+    """
     import ray
 
     apply_loopback_env()
+    address = os.environ.get("RAY_ADDRESS")
     ray.init(
-        address=os.environ.get("RAY_ADDRESS"),
-        num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
+        address=address or "local",
+        num_cpus=None if address else num_cpus,
         _node_ip_address="127.0.0.1",
         include_dashboard=kwargs.pop("include_dashboard", False),
         configure_logging=True,

@@ -208,15 +208,25 @@ class StageOutcome(Frozen):
     total_bytes: int
 
 
-def stage_here(root: Path, directory: Path, manifest: Manifest, fetch: Fetcher) -> StageOutcome:
+def stage_here(
+    root: Path, directory: Path, manifest: Manifest, fetch: Fetcher, rehash: bool = False
+) -> StageOutcome:
     """Bring this node's copy of `manifest` to complete and verified; safe to re-run.
 
-    Order matters: the disk check comes before any byte moves; a file that fails verification
-    is deleted and fetched once more (a second failure means the source itself is wrong)."""
+    A complete copy is left alone (a re-run is a no-op) unless `rehash`, which re-checks every
+    hash of it too, for corruption that kept file sizes. Order matters: the disk check comes
+    before any byte moves; a file that fails verification is deleted and fetched once more (a
+    second failure means the source itself is wrong)."""
+    stale: dict[str, str] = {}
     if staged_copy_status(directory, manifest).ok:
-        return StageOutcome(
-            directory=str(directory), fetched=False, refetched=(), total_bytes=manifest.total_bytes
-        )
+        stale = _remove_bad_files(directory, manifest) if rehash else {}
+        if not stale:
+            return StageOutcome(
+                directory=str(directory),
+                fetched=False,
+                refetched=(),
+                total_bytes=manifest.total_bytes,
+            )
     problem = disk_problem(root, directory, manifest)
     if problem:
         raise DiskTooSmallError(problem)
@@ -233,7 +243,7 @@ def stage_here(root: Path, directory: Path, manifest: Manifest, fetch: Fetcher) 
     return StageOutcome(
         directory=str(directory),
         fetched=True,
-        refetched=tuple(sorted(bad)),
+        refetched=tuple(sorted(stale | bad)),
         total_bytes=manifest.total_bytes,
     )
 

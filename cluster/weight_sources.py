@@ -13,6 +13,7 @@ Three kinds, each fetch resumable:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,7 @@ def _hf_manifest(repo: str, revision: str | None, allow_patterns: list[str] | No
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    api = HfApi()
+    api = HfApi(endpoint=_hub_endpoint())
     commit = api.repo_info(repo, revision=revision).sha
     files = {
         f.path: f
@@ -85,7 +86,14 @@ def _hf_fetch(repo: str, manifest: Manifest, directory: Path) -> None:
         revision=manifest.revision,
         local_dir=directory,
         allow_patterns=[f.path for f in manifest.files],
+        endpoint=_hub_endpoint(),
     )
+
+
+def _hub_endpoint() -> str | None:
+    # Read per call, not at import as huggingface_hub does: a long-lived worker process may
+    # have imported it before HF_ENDPOINT was set for the staging task.
+    return os.environ.get("HF_ENDPOINT")
 
 
 def _fsspec_manifest(kind: str, location: str) -> Manifest:

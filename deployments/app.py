@@ -6,23 +6,34 @@ deployment per model behind the one shared ingress.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
+from cluster.placement import REPLICA_ACTOR_CPUS, ReplicaLayout, placement_options
 from deployments.config import AppConfig, ModelConfig
 from deployments.engine import LLMEngine
 from deployments.ingress import Ingress, api
+from deployments.routing import PrefixAffinityRouter
 from deployments.simulated_engine import SimulatedLLMEngine
+from deployments.twin import twin_app_config
 from deployments.vllm_args import validate_engine_args
 
-# The replica actor itself (the AsyncLLM front end) sits in bundle 0 beside worker 0.
-_REPLICA_ACTOR_CPUS = 1.0
 
+def engine_deployment_options(
+    model: ModelConfig, stage_nodes: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Serve options of one model's engine deployment: replicas, resources, placement.
 
-def engine_deployment_options(model: ModelConfig) -> dict[str, Any]:
-    """Serve options of one model's engine deployment: replicas, resources, placement."""
+    Serve creates each replica's placement group (the replica actor in bundle 0, where vLLM's
+    driver must be), so the TP-inside-one-node rule goes into Serve's options: STRICT_PACK
+    for a replica that fits one node; for one spanning nodes, `stage_nodes` (a node id per
+    pipeline stage, from `cluster.placement_ray.live_stage_nodes`) pins each TP group
+    with per-bundle label selectors, as Serve 2.60 has no per-TP-group constraint (see
+    `cluster.placement`)."""
     options: dict[str, Any] = {
         "name": model.deployment_name,
         "num_replicas": model.num_replicas,
@@ -31,33 +42,56 @@ def engine_deployment_options(model: ModelConfig) -> dict[str, Any]:
         "health_check_timeout_s": 30,
         # Streams in flight finish before a replica stops (scale-down, redeploy).
         "graceful_shutdown_timeout_s": 300,
+        # Admission control: requests waiting for a replica slot are bounded (Serve counts
+        # them per caller, i.e. per ingress replica); past it the handle raises
+        # BackPressureError at once and the ingress answers 503 with Retry-After.
+        "max_queued_requests": model.limits.max_queued_requests_per_replica * model.num_replicas,
     }
+    if model.routing == "prefix_affinity":
+        options["request_router_config"] = RequestRouterConfig(
+            request_router_class=PrefixAffinityRouter
+        )
     placement = model.placement
     if placement.accelerator == "CPU":
         # vLLM's CPU workers are local processes of the replica: reserve their CPUs on it.
         options["ray_actor_options"] = {
-            "num_cpus": _REPLICA_ACTOR_CPUS + placement.cpus_per_worker * model.parallelism.workers
+            "num_cpus": REPLICA_ACTOR_CPUS + placement.cpus_per_worker * model.parallelism.workers
         }
         return options
-    # One 1-GPU bundle per vLLM worker, as vLLM's Ray executor expects.
-    accelerator = {f"accelerator_type:{placement.accelerator}": 0.001}
-    worker = {"CPU": placement.cpus_per_worker, "GPU": 1.0, **accelerator}
-    bundles = [dict(worker) for _ in range(model.parallelism.workers)]
-    bundles[0]["CPU"] += _REPLICA_ACTOR_CPUS
-    options["ray_actor_options"] = {"num_cpus": _REPLICA_ACTOR_CPUS, "num_gpus": 0}
-    options["placement_group_bundles"] = bundles
-    options["placement_group_strategy"] = "PACK"
+    options["ray_actor_options"] = {"num_cpus": REPLICA_ACTOR_CPUS, "num_gpus": 0}
+    options.update(
+        placement_options(ReplicaLayout.from_model(model), stage_nodes).serve_options()
+    )
     return options
+
+
+def _live_stage_nodes(model: ModelConfig) -> tuple[str, ...] | None:
+    """For a replica spanning nodes: the nodes free now for each of its TP groups."""
+    layout = ReplicaLayout.from_model(model)
+    if model.placement.accelerator == "CPU" or not layout.spans_nodes:
+        return None
+    if model.num_replicas > 1:
+        # Every replica of a deployment gets the same selectors: a second one pinned to the
+        # first one's nodes would wait forever.
+        raise ValueError(
+            f"{model.name}: num_replicas={model.num_replicas}, but a replica spanning nodes "
+            f"({layout.label}) is pinned to named nodes: use num_replicas 1"
+        )
+    from cluster.placement_ray import live_stage_nodes
+
+    return live_stage_nodes(layout)
 
 
 def build_app(args: dict[str, Any]) -> Application:
     config = AppConfig.model_validate(args)
+    if config.twin:
+        config = twin_app_config(config)
     for model in config.models:
         validate_engine_args(model)
     engines = {
         model.name: serve.deployment(
             SimulatedLLMEngine if model.simulated_engine else LLMEngine,
-            **engine_deployment_options(model),
+            **engine_deployment_options(model, _live_stage_nodes(model)),
         ).bind(model)
         for model in config.models
     }

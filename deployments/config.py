@@ -49,7 +49,7 @@ FastLoadFormat = Literal[
     "instanttensor",
 ]
 
-_SOURCES = ("local", "path", "hf_repo", "url")
+_SOURCES = ("local", "twin", "path", "hf_repo", "url")
 
 
 class WeightsNotStagedError(RuntimeError):
@@ -57,13 +57,18 @@ class WeightsNotStagedError(RuntimeError):
 
 
 class WeightsSource(StrictModel):
-    """Where the checkpoint comes from; exactly one of `local`, `path`, `hf_repo`, `url`.
+    """Where the checkpoint comes from; exactly one of `local`, `twin`, `path`, `hf_repo`, `url`.
 
-    Every source but `local` is staged: `python -m cluster stage CONFIG` copies it onto the
+    Every source but `local` and `twin` is staged: `python -m cluster stage CONFIG` copies it onto the
     local disk of each node that hosts a worker, and the engine loads that copy only."""
 
     local: Literal[LOCAL_MODELS] | None = Field(  # type: ignore[valid-type]
         None, description="a model prepared on this machine by `python -m cluster.local_model`"
+    )
+    twin: str | None = Field(
+        None,
+        description="a catalog id: its scaled-down random-weight twin, written on this machine "
+        "by cluster.twin_models (set by `twin: true`, see deployments.twin)",
     )
     path: str | None = Field(None, description="a directory on a shared filesystem")
     hf_repo: str | None = Field(None, description="a Hugging Face repo id, e.g. moonshotai/Kimi-K2.5")
@@ -94,7 +99,7 @@ class WeightsSource(StrictModel):
             )
         if self.hf_repo is None and (self.revision or self.allow_patterns):
             raise ValueError("revision and allow_patterns apply only to hf_repo")
-        if self.local is not None and self.staging_dir is not None:
+        if (self.local or self.twin) is not None and self.staging_dir is not None:
             raise ValueError("staging_dir does not apply to local models (they are not staged)")
         return self
 
@@ -121,6 +126,10 @@ class WeightsSource(StrictModel):
             from cluster.local_model import ensure_local_model
 
             return str(ensure_local_model(self.local))
+        if self.twin is not None:
+            from cluster.twin_models import ensure_twin
+
+            return str(ensure_twin(self.twin))
         import socket
 
         from cluster.staging import staged_copy_status
@@ -164,6 +173,73 @@ class SimulatedEngineConfig(StrictModel):
     max_running: int = Field(64, ge=1, description="requests decoded at once; the rest wait")
 
 
+
+class LimitsConfig(StrictModel):
+    """Per-model request limits, enforced in the ingress before an engine sees the request."""
+
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="refuse prompts estimated above this many tokens (UTF-8 bytes / 4: the "
+        "ingress does not tokenize; max_model_len stays the engine's exact limit)",
+    )
+    max_tokens_cap: int | None = Field(
+        None,
+        ge=1,
+        description="largest max_tokens a client may ask for; also the value used when unset",
+    )
+    max_queued_requests_per_replica: int = Field(
+        64,
+        ge=1,
+        description="requests waiting for a free engine slot, per replica; beyond it the "
+        "ingress answers 503 with Retry-After at once instead of piling up",
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="a request (streams included) is cancelled after this long"
+    )
+    retry_after_s: int = Field(2, ge=1, description="Retry-After sent when the queue is full")
+
+
+class SamplingDefaults(StrictModel):
+    """Sampling values a model card recommends; vLLM request field names."""
+
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(None, gt=0)
+
+    def values(self) -> dict[str, float | int]:
+        return self.model_dump(exclude_none=True)
+
+
+class ModeSwitch(StrictModel):
+    """A chat-template switch (e.g. Qwen3 `enable_thinking`, Kimi `thinking`) with the
+    sampling each of its two modes wants."""
+
+    kwarg: str = Field(description="the chat_template_kwargs key, e.g. enable_thinking")
+    default: bool = Field(True, description="the mode when the client leaves the key unset")
+    when_on: SamplingDefaults = SamplingDefaults()
+    when_off: SamplingDefaults = SamplingDefaults()
+
+
+class RequestPolicy(StrictModel):
+    """A model card's usage rules, applied only to fields the client left unset."""
+
+    sampling: SamplingDefaults = SamplingDefaults()
+    mode: ModeSwitch | None = None
+    system_prompt: Literal["keep", "fold_into_first_user"] = Field(
+        "keep", description="fold_into_first_user: for models that should get no system prompt"
+    )
+    math_instruction: str | None = Field(
+        None,
+        description="appended to the last user message (opt-in), e.g. DeepSeek-R1's "
+        "'Please reason step by step, and put your final answer within \\boxed{}.'",
+    )
+    source: str | None = Field(None, description="where the values come from (model card)")
+
+
 class ModelConfig(StrictModel):
     """One model behind the shared ingress: what it is, how the engine runs, where."""
 
@@ -185,6 +261,15 @@ class ModelConfig(StrictModel):
         256, ge=1, description="requests one engine replica accepts at once"
     )
     slo: SloConfig = SloConfig()
+    limits: LimitsConfig = LimitsConfig()
+    request_policy: RequestPolicy | None = Field(
+        None, description="model-card defaults applied where the client left a field unset"
+    )
+    routing: Literal["prefix_affinity", "power_of_two"] = Field(
+        "prefix_affinity",
+        description="how requests pick among replicas: prefix/session affinity bounded by "
+        "load (deployments.routing), or Serve's plain power-of-two-choices",
+    )
     simulated_engine: SimulatedEngineConfig | None = Field(
         None, description="serve this model with a token-timing test double instead of vLLM"
     )
@@ -243,12 +328,35 @@ class ModelConfig(StrictModel):
         return "engine-" + re.sub(r"[^A-Za-z0-9._-]", "-", self.name)
 
 
+class RateLimits(StrictModel):
+    requests_per_min: int | None = Field(None, ge=1, description="None: unlimited")
+    tokens_per_min: int | None = Field(
+        None, ge=1, description="prompt + completion tokens; None: unlimited"
+    )
+
+
+class AuthConfig(StrictModel):
+    """API keys for the shared ingress. The keys themselves live outside the config: in the
+    environment variable `keys_env` or the file `keys_file` (see deployments.auth)."""
+
+    mode: Literal["off", "api_keys"] = Field(
+        "off", description="off: anyone may call (logged loudly at start); api_keys: keys required"
+    )
+    keys_env: str = Field("GIANTSERVE_API_KEYS", description="environment variable with the keys")
+    keys_file: str | None = Field(None, description="a secret file with the keys (wins over keys_env)")
+
+
 class IngressConfig(StrictModel):
     num_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(
         4096, ge=1, description="open requests one ingress replica holds (streams included)"
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request body size limit")
+    auth: AuthConfig = AuthConfig()
+    rate_limits: RateLimits = Field(
+        RateLimits(),
+        description="per-key limits for keys that set none (and for everyone when auth is off)",
+    )
 
 
 class AppConfig(StrictModel):
@@ -256,6 +364,11 @@ class AppConfig(StrictModel):
 
     models: list[ModelConfig] = Field(min_length=1)
     ingress: IngressConfig = IngressConfig()
+    twin: bool = Field(
+        False,
+        description="serve every model as its CPU twin: same architecture, engine flags and "
+        "ingress policies, tiny random weights (deployments.twin)",
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> AppConfig:

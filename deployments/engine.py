@@ -7,6 +7,8 @@ Calls from the ingress are Serve streaming calls. Each yields, in order:
 - `str` pieces of the SSE stream, for a streamed one. Pieces that are already waiting
   when the ingress asks for the next one are sent together: no timer, so the first
   token is never delayed, yet a slow consumer costs fewer Ray messages per token.
+  After the last piece comes one `EngineReport` for the ingress (a dict carries it
+  under `REPORT_KEY`): see deployments.observability.engine_side.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply, bad_request
+from deployments.observability.engine_side import EngineObserver, RequestStatsProbe
 from deployments.vllm_args import build_vllm_args
 
 logger = logging.getLogger("giantserve.engine")
@@ -60,10 +63,13 @@ class LLMEngine:
         model_path = model.weights.resolve()
 
         from ray.util.placement_group import get_current_placement_group
-        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
         from starlette.datastructures import State
+
+        from deployments.vllm_compat import init_app_state_fn
+
+        init_app_state = init_app_state_fn()
 
         self.model = model
         on_gpu = model.placement.accelerator != "CPU"
@@ -74,11 +80,15 @@ class LLMEngine:
         if on_gpu:
             # vLLM's Ray executor puts one worker in each bundle of this replica's group.
             vllm_config.parallel_config.placement_group = get_current_placement_group()
+            from cluster.gpu_stats_actor import ensure_gpu_stats_actors, placement_group_nodes
+
+            ensure_gpu_stats_actors(placement_group_nodes(get_current_placement_group()))
         self._stats = SchedulerStatsProbe()
+        request_stats = RequestStatsProbe()
         self.engine = AsyncLLM.from_vllm_config(
             vllm_config,
             usage_context=UsageContext.OPENAI_API_SERVER,
-            stat_loggers=[self._stats.factory()],
+            stat_loggers=[self._stats.factory(), request_stats.factory()],
             enable_log_requests=engine_args.enable_log_requests,
             disable_log_stats=False,
         )
@@ -89,6 +99,9 @@ class LLMEngine:
         self._chat = state.openai_serving_chat
         self._completion = state.openai_serving_completion
         self._request_models = _request_models()
+        self._observer = EngineObserver(
+            model.name, request_stats, self.engine.output_processor.get_num_unfinished_requests
+        )
         logger.info("engine for %s ready (pid %d)", model.name, os.getpid())
 
     async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
@@ -100,6 +113,7 @@ class LLMEngine:
             yield item
 
     async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+        observed = self._observer.begin(kind, body)
         request_cls, serving, create = {
             "chat": (self._request_models.chat, self._chat, "create_chat_completion"),
             "completions": (self._request_models.completion, self._completion, "create_completion"),
@@ -118,12 +132,15 @@ class LLMEngine:
             # vLLM's own mapping from its exception types to status codes.
             result = serving.create_error_response(error)
         if isinstance(result, self._request_models.error):
-            yield ErrorReply(result.error.code, result.error.message, result.error.param)
+            # Plain types: vLLM's code may be an HTTPStatus, which Serve's gRPC transport
+            # (throughput-optimized mode) cannot serialize.
+            yield ErrorReply(int(result.error.code), str(result.error.message), result.error.param)
         elif hasattr(result, "model_dump"):
-            yield result.model_dump(mode="json", exclude_none=True)
+            yield observed.attach(result.model_dump(mode="json", exclude_none=True))
         else:
             async for piece in _coalesce(result):
                 yield piece
+            yield observed.report()  # the ingress's, after the last piece (not sent on)
 
     async def engine_stats(self) -> dict[str, Any]:
         """What the engine holds now: unfinished requests and the scheduler's last numbers."""
@@ -154,10 +171,12 @@ class _RequestModels:
 def _request_models() -> _RequestModels:
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-    from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-    from vllm.exceptions import VLLMClientError
 
-    return _RequestModels(ChatCompletionRequest, CompletionRequest, ErrorResponse, VLLMClientError)
+    from deployments.vllm_compat import client_error_types, error_response_cls
+
+    return _RequestModels(
+        ChatCompletionRequest, CompletionRequest, error_response_cls(), client_error_types()
+    )
 
 
 def _validation_error(error: ValidationError) -> ErrorReply:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -16,6 +17,7 @@ _TYPE_BY_STATUS = {
     422: "UnprocessableEntityError",
     429: "RateLimitError",
     503: "ServiceUnavailableError",
+    504: "TimeoutError",
 }
 
 
@@ -57,3 +59,30 @@ def unknown_model(name: object, known: list[str]) -> ErrorReply:
 
 def engine_unavailable(detail: str, retry_after_s: int = 5) -> ErrorReply:
     return ErrorReply(503, f"The model's engine is unavailable: {detail}", retry_after_s=retry_after_s)
+
+
+def unauthorized() -> ErrorReply:
+    # Same answer for a missing and a wrong key: nothing to learn from the difference.
+    return ErrorReply(
+        401, "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
+    )
+
+
+def rate_limited(retry_after_s: float) -> ErrorReply:
+    return ErrorReply(
+        429,
+        "Rate limit reached for this API key; retry after the Retry-After seconds.",
+        retry_after_s=max(1, math.ceil(retry_after_s)),
+    )
+
+
+def overloaded(model: str, retry_after_s: int) -> ErrorReply:
+    return ErrorReply(
+        503,
+        f"The model {model!r} is at capacity (its request queue is full); retry later.",
+        retry_after_s=retry_after_s,
+    )
+
+
+def timed_out(timeout_s: float) -> ErrorReply:
+    return ErrorReply(504, f"The request did not finish within {timeout_s:g} s and was cancelled.")

@@ -5,14 +5,22 @@ that model's engine deployment, and turns the engine's first reply into the HTTP
 response: an error with its status, a JSON body, or an SSE stream that is passed
 through piece by piece. Protocol validation happens once, in the engine, with vLLM's
 own request models.
+
+Before a request leaves, in order: its API key (deployments.auth; 401), the model and
+whether the key may use it (404 either way), the model's limits (deployments.admission;
+400), its model-card request policy (deployments.request_policy), the key's rate limits
+(deployments.rate_limits; 429 + Retry-After). Serve's bounded handle queue answers a full
+model with BackPressureError (503 + Retry-After), and `limits.request_timeout_s` bounds
+the whole request, streams included (504, or an error event once streaming).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,10 +28,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ray.serve.exceptions import BackPressureError
+
+from deployments.admission import Admitted, check_limits
+from deployments.auth import Principal, load_key_ring
 from deployments.config import AppConfig, ModelConfig
-from deployments.errors import ErrorReply, bad_request, engine_unavailable, unknown_model
+from deployments.observability.request import CLIENT_GONE, RequestObservation
+from deployments.errors import (
+    ErrorReply,
+    bad_request,
+    engine_unavailable,
+    overloaded,
+    rate_limited,
+    timed_out,
+    unauthorized,
+    unknown_model,
+)
+from deployments.rate_limits import RateLimiter
+from deployments.request_policy import apply_request_policy
 
 logger = logging.getLogger("giantserve.ingress")
+
+# Routing affinity for clients that keep a conversation on one replica (see deployments.routing).
+SESSION_HEADER = "x-session-id"
 
 api = FastAPI(title="giantserve", description="OpenAI-compatible API for every model served here")
 
@@ -63,28 +90,39 @@ class Ingress:
             model.name: engines[model.name].options(stream=True) for model in config.models
         }
         self._created = int(time.time())
+        self._keys = load_key_ring(config.ingress.auth, config.ingress.rate_limits)
+        self._rate_limiter = RateLimiter()
 
     @api.get("/health")
     async def health(self) -> dict:
         return {"status": "ok"}
 
     @api.get("/v1/models")
-    async def list_models(self) -> dict:
-        return {"object": "list", "data": [self._model_card(name) for name in self._models_by_name]}
+    async def list_models(self, request: Request) -> Response:
+        caller = self._keys.verify(request.headers.get("authorization"))
+        if caller is None:
+            return error_response(unauthorized())
+        names = [name for name in self._models_by_name if self._visible(caller, name)]
+        return JSONResponse({"object": "list", "data": [self._model_card(n) for n in names]})
 
     @api.get("/v1/models/{model_id:path}")
-    async def get_model(self, model_id: str) -> Response:
-        if model_id not in self._models_by_name:
-            return error_response(unknown_model(model_id, list(self._models_by_name)))
+    async def get_model(self, model_id: str, request: Request) -> Response:
+        caller = self._keys.verify(request.headers.get("authorization"))
+        if caller is None:
+            return error_response(unauthorized())
+        if not self._visible(caller, model_id):
+            return error_response(self._unknown(caller, model_id))
         return JSONResponse(self._model_card(model_id))
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
-        return await self._forward("chat", request)
+        observation = RequestObservation("chat")
+        return observation.respond(await self._forward("chat", request, observation))
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
-        return await self._forward("completions", request)
+        observation = RequestObservation("completions")
+        return observation.respond(await self._forward("completions", request, observation))
 
     def _model_card(self, name: str) -> dict:
         model = self._models_by_name[name]
@@ -95,33 +133,81 @@ class Ingress:
             "owned_by": "giantserve",
             "root": model.name,
             "max_model_len": model.engine_args.get("max_model_len"),
+            "request_policy": (
+                model.request_policy.model_dump(exclude_none=True) if model.request_policy else None
+            ),
         }
 
-    async def _forward(self, kind: str, request: Request) -> Response:
+    def _visible(self, caller: Principal, name: str) -> bool:
+        model = self._models_by_name.get(name)
+        return model is not None and (caller.may_use(name) or caller.may_use(model.name))
+
+    def _unknown(self, caller: Principal, name: object) -> ErrorReply:
+        # A model the key may not use does not exist, as far as that key can tell.
+        return unknown_model(name, [n for n in self._models_by_name if self._visible(caller, n)])
+
+    async def _forward(self, kind: str, request: Request, observation: RequestObservation) -> Response:
+        caller = self._keys.verify(request.headers.get("authorization"))
+        if caller is None:
+            return error_response(unauthorized())
+        observation.identify(caller.name)
         body = await self._read_json_object(request)
         if isinstance(body, ErrorReply):
             return error_response(body)
-        model = self._models_by_name.get(body.get("model"))
-        if model is None:
-            return error_response(unknown_model(body.get("model"), list(self._models_by_name)))
-        engine = getattr(self._engines[model.name], kind)
-        replies = engine.remote(body)
+        if not self._visible(caller, body["model"]):
+            return error_response(self._unknown(caller, body["model"]))
+        model = self._models_by_name[body["model"]]
+        admitted = check_limits(kind, body, model.limits)
+        if isinstance(admitted, ErrorReply):
+            return error_response(admitted)
+        body = apply_request_policy(kind, admitted.body, model.request_policy)
+        session = request.headers.get(SESSION_HEADER)
+        if session and not body.get("user"):
+            body["user"] = session
+        reserved = _token_reservation(admitted)
+        wait_s = self._rate_limiter.admit(caller.name, caller.limits, reserved, time.monotonic())
+        if wait_s > 0:
+            return error_response(rate_limited(wait_s))
+        settle = self._settler(caller, reserved)
+        timeout_s = model.limits.request_timeout_s
+        deadline = time.monotonic() + timeout_s
+        replies = getattr(self._engines[model.name], kind).remote(observation.to_engine(model.name, body))
         try:
-            first = await replies.__anext__()
+            first = await asyncio.wait_for(replies.__anext__(), timeout_s)
         except StopAsyncIteration:
             return error_response(engine_unavailable("the engine ended the request without a reply"))
-        except Exception as error:  # replica dead, restarting, or Serve back-pressure
+        except TimeoutError:
+            replies.cancel()
+            return error_response(timed_out(timeout_s))
+        except BackPressureError:
+            settle(0)
+            return error_response(overloaded(model.name, model.limits.retry_after_s))
+        except Exception as error:  # replica dead or restarting
             logger.warning("engine %s failed before replying: %r", model.name, error)
             return error_response(engine_unavailable(type(error).__name__))
+        observation.first_reply(first)
         if isinstance(first, ErrorReply):
+            settle(0)
             return error_response(first)
         if isinstance(first, dict):
+            settle(_total_tokens(first))
             return JSONResponse(first)
         return StreamingResponse(
-            _stream(first, replies, model.name),
+            _stream(first, replies, model.name, deadline, timeout_s, settle, observation),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    def _settler(self, caller: Principal, reserved: int) -> Callable[[int | None], None]:
+        """Corrects the caller's token reservation once the real usage is known (None: unknown)."""
+
+        def settle(used: int | None) -> None:
+            if used is not None:
+                self._rate_limiter.settle(
+                    caller.name, caller.limits, reserved, used, time.monotonic()
+                )
+
+        return settle
 
     async def _read_json_object(self, request: Request) -> dict | ErrorReply:
         limit = self._config.ingress.max_body_bytes
@@ -142,20 +228,70 @@ class Ingress:
         return body
 
 
-async def _stream(first: str, rest: Any, model_name: str) -> AsyncIterator[str]:
+def _token_reservation(admitted: Admitted) -> int:
+    return admitted.prompt_tokens_estimate + (admitted.max_tokens or 0)
+
+
+def _total_tokens(response: dict) -> int | None:
+    usage = response.get("usage")
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else None
+
+
+def _usage_in(piece: str) -> int | None:
+    """total_tokens of a usage event among SSE pieces (a cheap substring test first)."""
+    if '"total_tokens"' not in piece:
+        return None
+    for line in piece.splitlines():
+        if line.startswith("data: {") and '"total_tokens"' in line:
+            try:
+                return _total_tokens(json.loads(line[len("data: ") :]))
+            except ValueError:
+                return None
+    return None
+
+
+async def _stream(
+    first: str,
+    rest: Any,
+    model_name: str,
+    deadline: float,
+    timeout_s: float,
+    settle: Callable[[int | None], None],
+    observation: RequestObservation,
+) -> AsyncIterator[str]:
     """Pass the engine's SSE pieces through; `rest` is Serve's response generator."""
     finished = False
+    status = 200
     try:
         yield first
-        async for piece in rest:
+        while True:
+            try:
+                piece = await asyncio.wait_for(rest.__anext__(), deadline - time.monotonic())
+            except StopAsyncIteration:
+                break
+            if piece.__class__ is not str:  # the engine's EngineReport, after its last piece
+                observation.engine_report(piece)
+                continue
+            used = _usage_in(piece)
+            if used is not None:
+                settle(used)
             yield piece
+        finished = True
+    except TimeoutError:
+        logger.warning("stream from engine %s passed its %g s timeout", model_name, timeout_s)
+        status = 504
+        yield timed_out(timeout_s).sse_event()
+        rest.cancel()
         finished = True
     except Exception as error:
         # The status line is gone already: end the stream with an error event, never hang.
         logger.warning("stream from engine %s broke: %r", model_name, error)
+        status = 503
         yield engine_unavailable(f"the stream broke ({type(error).__name__})").sse_event()
         finished = True
     finally:
         if not finished:
             # The client went away: cancel the engine call so vLLM aborts the request.
             rest.cancel()
+        observation.finish(status if finished else CLIENT_GONE)

@@ -22,7 +22,10 @@ class UnknownEngineArgument(ValueError):
 def split_engine_args(engine_args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(engine kwargs, frontend kwargs); an argument neither half knows is an error."""
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+
+    from deployments.vllm_compat import frontend_args_cls
+
+    FrontendArgs = frontend_args_cls()
 
     engine_fields = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     frontend_fields = {f.name for f in dataclasses.fields(FrontendArgs)}
@@ -43,7 +46,10 @@ def split_engine_args(engine_args: dict[str, Any]) -> tuple[dict[str, Any], dict
 def build_vllm_args(model: ModelConfig, model_path: str, on_ray_executor: bool):
     """(AsyncEngineArgs, argparse.Namespace of engine + frontend args) for one replica."""
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+
+    from deployments.vllm_compat import frontend_args_cls
+
+    FrontendArgs = frontend_args_cls()
 
     engine_kwargs, frontend_kwargs = split_engine_args(model.engine_args)
     if model.weights is not None and model.weights.load_format is not None:

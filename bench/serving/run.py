@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -40,8 +41,8 @@ METRICS = {
     "p99_ttft_ms": "TTFT p99 ms",
     "median_itl_ms": "ITL p50 ms",
     "p99_itl_ms": "ITL p99 ms",
+    "serving_cpu_us_per_token": "serving-layer CPU µs/token",
 }
-HIGHER_IS_BETTER = {"output_throughput"}
 BASELINE = "bare-vllm"
 PROMPTS_PER_CONCURRENCY = {1: 16, 16: 128, 64: 256}
 
@@ -142,6 +143,10 @@ class Targets:
             )  # fmt: skip
             self.urls["ray-serve-llm"] = f"http://127.0.0.1:{port}/rayllm"
 
+    @property
+    def bare_pid(self) -> int | None:
+        return self._bare.pid if self._bare else None
+
     def close(self) -> None:
         if self._bare is not None:
             self._bare.terminate()
@@ -154,7 +159,37 @@ class Targets:
             ray.shutdown()
 
 
-def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_dir: Path) -> dict:
+def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Process]:
+    """The processes that serve HTTP but run no model: what the serving layer costs.
+
+    Bare vLLM: its API server process (the engine core is a child process). Serve
+    targets: the HTTP proxy and the target application's replica actors; the vLLM
+    engine processes those replicas spawn are excluded, as for bare vLLM.
+    """
+    if target == BASELINE:
+        return [psutil.Process(bare_pid)] if bare_pid else []
+    app = {"giantserve": "giantserve", "ray-serve-llm": "ray-serve-llm"}[target]
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if title.startswith(("ray::ProxyActor", f"ray::ServeReplica:{app}:")):
+            found.append(process)
+    return found
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_dir: Path,
+               serving_layer: list[psutil.Process] | None = None) -> dict:  # fmt: skip
     result_file = out_dir / f"r{time.monotonic_ns()}.json"
     client = (
         "import argparse, sys\n"
@@ -170,11 +205,16 @@ def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_
         "--metric-percentiles", "50,99", "--disable-tqdm", "--seed", "0",
         "--save-result", "--result-dir", str(out_dir), "--result-filename", result_file.name,
     ]  # fmt: skip
+    cpu_before = cpu_seconds(serving_layer or [])
     subprocess.run(
         [sys.executable, "-c", client, *args],
         check=True, env={**os.environ, **LOOPBACK_ENV}, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    return json.loads(result_file.read_text())
+    result = json.loads(result_file.read_text())
+    if serving_layer:
+        spent = cpu_seconds(serving_layer) - cpu_before
+        result["serving_cpu_us_per_token"] = 1e6 * spent / max(1, result["total_output_tokens"])
+    return result
 
 
 def summarise(samples: list[float]) -> dict:
@@ -258,9 +298,12 @@ def main(argv: list[str] | None = None) -> None:
                     # Rotate the order each round so no target always runs first.
                     order = names[round_index % len(names):] + names[: round_index % len(names)]
                     for name in order:
+                        serving_layer = serving_layer_processes(
+                            name, targets.bare_pid
+                        )
                         result = bench_once(
                             targets.urls[name], targets.model.name, targets.model_path,
-                            concurrency, Path(tmp),
+                            concurrency, Path(tmp), serving_layer,
                         )  # fmt: skip
                         raw[concurrency][name].append(result)
                         print(

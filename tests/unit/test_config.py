@@ -116,9 +116,12 @@ def test_gpu_engine_gets_one_gpu_bundle_per_worker_with_the_replica_in_bundle_0(
             placement={"accelerator": "H100", "gpus_per_node": 8},
         )
     )
-    options = engine_deployment_options(entry)
+    options = engine_deployment_options(entry, stage_nodes=("node-a", "node-b"))
     bundles = options["placement_group_bundles"]
     assert len(bundles) == 16
     assert all(b["GPU"] == 1 and "accelerator_type:H100" in b for b in bundles)
     assert bundles[0]["CPU"] == 2 and bundles[1]["CPU"] == 1
     assert options["ray_actor_options"]["num_gpus"] == 0
+    # Each TP group pinned to its stage's node (cluster/placement.py says why).
+    selectors = options["placement_group_bundle_label_selector"]
+    assert [s["ray.io/node-id"] for s in selectors] == ["node-a"] * 8 + ["node-b"] * 8

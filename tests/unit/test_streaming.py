@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from deployments.engine import _coalesce
 from deployments.ingress import _stream
+from deployments.observability.request import RequestObservation
 
 
 async def collect(stream) -> list[str]:
@@ -106,15 +108,22 @@ class FakeServeStream:
         self.cancelled = True
 
 
+def passthrough(first, rest):
+    """The ingress pass-through with a far deadline and no rate-limit settlement."""
+    return _stream(
+        first, rest, "m", time.monotonic() + 60, 60, lambda used: None, RequestObservation("chat")
+    )
+
+
 def test_stream_passes_pieces_through_in_order():
     rest = FakeServeStream(["b", "c"])
-    assert asyncio.run(collect(_stream("a", rest, "m"))) == ["a", "b", "c"]
+    assert asyncio.run(collect(passthrough("a", rest))) == ["a", "b", "c"]
     assert not rest.cancelled
 
 
 def test_a_broken_stream_ends_with_an_error_event_and_done():
     rest = FakeServeStream(["b"], failure=ConnectionError("replica died"))
-    pieces = asyncio.run(collect(_stream("a", rest, "m")))
+    pieces = asyncio.run(collect(passthrough("a", rest)))
     assert pieces[:2] == ["a", "b"]
     events = [line[6:] for line in pieces[2].splitlines() if line.startswith("data: ")]
     assert json.loads(events[0])["error"]["code"] == 503
@@ -125,7 +134,7 @@ def test_a_client_leaving_cancels_the_engine_call():
     rest = FakeServeStream(["b", "c"])
 
     async def leave_after_first():
-        stream = _stream("a", rest, "m")
+        stream = passthrough("a", rest)
         await stream.__anext__()
         await stream.aclose()
 

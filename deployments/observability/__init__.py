@@ -1,0 +1,1 @@
+"""Metrics, traces and request logs of the serving path (issue 7)."""
