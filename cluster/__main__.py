@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cluster import cli_plan, cli_stage, cli_tfvars
+from cluster import cli_plan, cli_preflight, cli_stage, cli_tfvars
 
-COMMANDS = (cli_plan, cli_stage, cli_tfvars)
+COMMANDS = (cli_plan, cli_stage, cli_tfvars, cli_preflight)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,12 +128,16 @@ class LLMEngine:
             return
         try:
             result = await getattr(serving, create)(request, raw_request=None)
-        except (ValueError, self._request_models.client_error) as error:
+        except (ValueError, *self._request_models.client_errors) as error:
             # vLLM's own mapping from its exception types to status codes.
             result = serving.create_error_response(error)
+        except TypeError as error:
+            # A body that passed validation but has a shape vLLM's preprocessing cannot
+            # take (seen with generated hostile input): the request is at fault.
+            yield bad_request(f"Invalid request: {error}")
+            return
         if isinstance(result, self._request_models.error):
-            # Plain types: vLLM's code may be an HTTPStatus, which Serve's gRPC transport
-            # (throughput-optimized mode) cannot serialize.
+            # Plain types: vLLM's code may be an HTTPStatus; replies cross process borders.
             yield ErrorReply(int(result.error.code), str(result.error.message), result.error.param)
         elif hasattr(result, "model_dump"):
             yield observed.attach(result.model_dump(mode="json", exclude_none=True))
@@ -163,9 +167,9 @@ class LLMEngine:
 
 
 class _RequestModels:
-    def __init__(self, chat, completion, error, client_error):
+    def __init__(self, chat, completion, error, client_errors):
         self.chat, self.completion, self.error = chat, completion, error
-        self.client_error = client_error
+        self.client_errors = client_errors
 
 
 def _request_models() -> _RequestModels:

@@ -1,8 +1,7 @@
 """Every giant layout's placement group, reserved for real on a fake multi-node cluster.
 
 Nodes (raylets on this machine, logical GPUs): the head holds 8 A100 (GPUs of another type);
-one whole 8-GPU H200 node and one with 4 of its GPUs already taken; two whole 8-GPU H100 nodes
-and one half used. The layouts come from the planner. For each, the bundle-to-node mapping
+one whole 8-GPU H200 node; two whole 8-GPU H100 nodes and one with 4 of its GPUs already taken. The layouts come from the planner. For each, the bundle-to-node mapping
 Ray returns must keep every TP group inside one node, put the stages of a two-node replica on
 distinct nodes, and use no GPU of another type; a layout that cannot fit is refused within
 seconds with the reason.
@@ -23,7 +22,6 @@ from deployments.config import ModelConfig
 
 _NODES = {
     "h200-whole": ("H200", 0),
-    "h200-half": ("H200", 4),
     "h100-a": ("H100", 0),
     "h100-b": ("H100", 0),
     "h100-half": ("H100", 4),
@@ -189,6 +187,6 @@ def test_a_layout_that_cannot_fit_is_refused_within_seconds_with_the_reason(fake
 
 def test_the_cluster_snapshot_reads_types_and_free_gpus(fake_cluster):
     nodes = {n.node_id: n for n in cluster_nodes()}
-    assert nodes[fake_cluster["h200-half"]].gpus_free == 4
+    assert nodes[fake_cluster["h100-half"]].gpus_free == 4
     assert nodes[fake_cluster["h200-whole"]].gpus_free == 8
     assert nodes[fake_cluster["a100-head"]].accelerator == "A100"

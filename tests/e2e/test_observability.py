@@ -101,11 +101,11 @@ def test_every_serving_metric_reaches_the_nodes_export_endpoint(base_url, client
     finally:
         held.close()
     assert not missing, f"no non-zero series for {missing}"
-    series = scrape()
-    overhead = [labels for labels, _ in series["ray_giantserve_serving_overhead_seconds_count"]]
-    assert {labels["model"] for labels in overhead} >= {SMOL, TINY}
-    statuses = {labels["status"] for labels, _ in series["ray_giantserve_requests_total"]}
-    assert "200" in statuses
+    deadline, statuses = time.monotonic() + 60, set()
+    while not statuses >= {"200", "499"} and time.monotonic() < deadline:
+        time.sleep(2)
+        statuses = {labels["status"] for labels, _ in scrape().get("ray_giantserve_requests_total", [])}
+    assert statuses >= {"200", "499"}  # the streams closed early count as client-gone
 
 
 def spans_of(trace_id: str) -> list[dict]:

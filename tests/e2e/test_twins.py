@@ -19,6 +19,7 @@ import yaml
 from cluster.catalog import get_model
 from cluster.twins import twin_config
 from deployments.config import AppConfig, ModelConfig
+from deployments.request_policy import fold_system_into_first_user
 from deployments.twin import twin_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,8 +102,8 @@ def _chat(url: str, name: str, **body) -> dict:
             "max_tokens": MAX_TOKENS,
             # Random weights may sample the end token at any step.
             "ignore_eos": True,
-            **body,
-        },
+        }
+        | body,
         timeout=120,
     )
     assert reply.status_code == 200, reply.text
@@ -152,6 +153,27 @@ def test_twin_chats_with_its_parsers(twin_group, index):
         # tool_choice "auto" is refused (400) unless a tool-call parser is wired.
         answer = _chat(url, name, tools=tools, tool_choice="auto")
         assert answer["usage"]["completion_tokens"] == MAX_TOKENS
+
+
+@pytest.mark.parametrize("index", range(len(TWINS) // GROUPS + 1))
+def test_twin_applies_its_request_policy(twin_group, index):
+    url, names = twin_group
+    if index >= len(names):
+        pytest.skip("group has fewer twins")
+    _, model = _models_in(twin_group)[index]
+    policy = model.request_policy
+    card = httpx.get(f"{url}/v1/models/{model.name}", timeout=30).json()
+    assert card["request_policy"] == (policy.model_dump(exclude_none=True) if policy else None)
+    if policy is None or policy.system_prompt != "fold_into_first_user":
+        return
+    # The ingress folds the system prompt: the engine sees what a client folding it would send.
+    messages = [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    as_sent = _chat(url, model.name, messages=messages, max_tokens=1)
+    folded = _chat(url, model.name, messages=fold_system_into_first_user(messages), max_tokens=1)
+    assert as_sent["usage"]["prompt_tokens"] == folded["usage"]["prompt_tokens"]
 
 
 def _stream(url: str, name: str) -> tuple[list[str], dict]:
