@@ -26,6 +26,8 @@ Status = Literal["PASS", "WARN", "SKIP", "FAIL"]
 DEFAULT_MIN_SHM_BYTES = 1 << 30
 # Variables that choose or tune the network NCCL uses between nodes (hardware.md).
 FABRIC_ENV_PREFIXES = ("NCCL_", "FI_", "UCX_")
+# Those that pick an RDMA transport (EFA, InfiniBand, GCP gIB) rather than tune sockets.
+_FABRIC_SELECTORS = ("NCCL_NET", "NCCL_IB", "FI_PROVIDER")
 _RDMA_DEVICES = Path("/sys/class/infiniband")
 _GIB = 1 << 30
 
@@ -206,7 +208,12 @@ def _gpu_memory(
             + (f"; NVML names {wrong_type}, config says {layout.accelerator}" if wrong_type else "")
         )
         checks.append(
-            Check(check="GPU free memory (NVML)", node=probe.node_id[:12], status=status, detail=detail)
+            Check(
+                check="GPU free memory (NVML)",
+                node=probe.node_id[:12],
+                status=status,
+                detail=detail,
+            )
         )
     return checks
 
@@ -251,7 +258,8 @@ def _fabric(node: str, probe: NodeProbe, layout: ReplicaLayout) -> Check:
     detail = f"RDMA devices: {rdma}; fabric env: {env}"
     if not layout.spans_nodes:
         return Check(check="fabric / NCCL", node=node, status="PASS", detail=f"one node; {detail}")
-    if not probe.rdma_devices and not any(k.startswith(("NCCL_NET", "FI_PROVIDER", "NCCL_IB")) for k in probe.fabric_env):
+    selects_fabric = any(k.startswith(_FABRIC_SELECTORS) for k in probe.fabric_env)
+    if not probe.rdma_devices and not selects_fabric:
         return Check(
             check="fabric / NCCL",
             node=node,

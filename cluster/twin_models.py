@@ -13,6 +13,7 @@ Idempotent like `cluster.local_model` (a READY manifest per directory).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -124,7 +125,13 @@ def family(spec: ModelSpec) -> str:
 
 
 def twin_dir(catalog_id: str) -> Path:
-    return cache_root() / "twins" / get_model(catalog_id).id
+    """Named by what the twin is made of, so a change to its recipe writes a new one."""
+    spec = get_model(catalog_id)
+    recipe = json.dumps(
+        [twin_config(spec, 0, 0, 0), TEMPLATES[family(spec)], PARSER_TOKENS, _KIMI_MEDIA],
+        sort_keys=True,
+    )
+    return cache_root() / "twins" / f"{spec.id}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
 def ensure_twin(catalog_id: str) -> Path:

@@ -82,6 +82,9 @@ def _text_config(spec: ModelSpec, vocab_size: int, bos: int, eos: int) -> dict[s
         "torch_dtype": "bfloat16",
     }
     config |= _attention(spec)
+    if spec.mtp_layers:
+        # The checkpoint's multi-token-prediction layers, which MTP speculative decoding runs.
+        config["num_nextn_predict_layers"] = spec.mtp_layers
     if "MistralLarge3ForCausalLM" in spec.architectures:
         # Mistral Large 3 scales queries by position (Llama 4 style); vLLM requires the
         # setting for this class. A short original length makes twin prompts reach it.

@@ -123,17 +123,16 @@ class LLMEngine:
             return
         try:
             request = request_cls.model_validate(body)
+            result = await getattr(serving, create)(request, raw_request=None)
         except ValidationError as error:
             yield _validation_error(error)
             return
-        try:
-            result = await getattr(serving, create)(request, raw_request=None)
         except (ValueError, *self._request_models.client_errors) as error:
             # vLLM's own mapping from its exception types to status codes.
             result = serving.create_error_response(error)
         except TypeError as error:
-            # A body that passed validation but has a shape vLLM's preprocessing cannot
-            # take (seen with generated hostile input): the request is at fault.
+            # vLLM's validators and preprocessing raise TypeError on some bodies of the
+            # wrong shape (seen with generated hostile input): the request is at fault.
             yield bad_request(f"Invalid request: {error}")
             return
         if isinstance(result, self._request_models.error):

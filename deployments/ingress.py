@@ -33,7 +33,6 @@ from ray.serve.exceptions import BackPressureError
 from deployments.admission import Admitted, check_limits
 from deployments.auth import Principal, load_key_ring
 from deployments.config import AppConfig, ModelConfig
-from deployments.observability.request import CLIENT_GONE, RequestObservation
 from deployments.errors import (
     ErrorReply,
     bad_request,
@@ -44,6 +43,7 @@ from deployments.errors import (
     unauthorized,
     unknown_model,
 )
+from deployments.observability.request import CLIENT_GONE, RequestObservation
 from deployments.rate_limits import RateLimiter
 from deployments.request_policy import apply_request_policy
 
@@ -146,7 +146,9 @@ class Ingress:
         # A model the key may not use does not exist, as far as that key can tell.
         return unknown_model(name, [n for n in self._models_by_name if self._visible(caller, n)])
 
-    async def _forward(self, kind: str, request: Request, observation: RequestObservation) -> Response:
+    async def _forward(
+        self, kind: str, request: Request, observation: RequestObservation
+    ) -> Response:
         caller = self._keys.verify(request.headers.get("authorization"))
         if caller is None:
             return error_response(unauthorized())
@@ -171,7 +173,8 @@ class Ingress:
         settle = self._settler(caller, reserved)
         timeout_s = model.limits.request_timeout_s
         deadline = time.monotonic() + timeout_s
-        replies = getattr(self._engines[model.name], kind).remote(observation.to_engine(model.name, body))
+        body = observation.to_engine(model.name, body)
+        replies = getattr(self._engines[model.name], kind).remote(body)
         try:
             first = await asyncio.wait_for(replies.__anext__(), timeout_s)
         except StopAsyncIteration:

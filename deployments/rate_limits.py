@@ -62,7 +62,8 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         if self.updated != -math.inf:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.capacity / 60.0)
+            refill = (now - self.updated) * self.capacity / 60.0
+            self.level = min(self.capacity, self.level + refill)
         self.updated = now
 
     def wait_s(self, amount: float, now: float) -> float:

@@ -14,7 +14,9 @@ from typing import Any
 from deployments.config import RequestPolicy
 
 
-def apply_request_policy(kind: str, body: dict[str, Any], policy: RequestPolicy | None) -> dict[str, Any]:
+def apply_request_policy(
+    kind: str, body: dict[str, Any], policy: RequestPolicy | None
+) -> dict[str, Any]:
     """A new body for `kind` ("chat" or "completions"); `body` itself is not modified."""
     if policy is None:
         return body

@@ -107,11 +107,11 @@ class EngineRequest:
         self._started = time.perf_counter()
         self._start_ns = time.time_ns()
         self._traceparent = body.pop(tracing.TRACE_KEY, None)
-        request_id = body.get("request_id")
-        if not isinstance(request_id, str):
+        if "request_id" not in body:
             # Our id, so that vLLM's finished-request stats can be found by it.
-            request_id = body["request_id"] = uuid.uuid4().hex
-        self._vllm_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + request_id
+            body["request_id"] = uuid.uuid4().hex
+        # vLLM's own id of the request (a non-string id fails vLLM's validation anyway).
+        self._vllm_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + str(body["request_id"])
 
     def report(self) -> EngineReport:
         """Call once, after the last piece has been yielded."""

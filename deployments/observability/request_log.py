@@ -41,4 +41,4 @@ def prompt_text(body: dict[str, Any]) -> Any:
 
 def log_request(fields: dict[str, Any]) -> None:
     if logger.isEnabledFor(logging.INFO):
-        logger.info(json.dumps(fields, separators=(",", ":"), default=str))
+        logger.info(json.dumps(fields, separators=(",", ":")))

@@ -38,16 +38,23 @@ def _gpu_node_args(accelerator: str) -> dict:
     }
 
 
+# On a loaded machine a raylet gave up waiting for its agent (node_manager.cc "Timed out waiting
+# for file .../metrics_agent_port"); the raylets started here wait longer.
+_AGENT_TIMEOUT = "RAY_agent_register_timeout_ms"
+
+
 @pytest.fixture(scope="module")
 def fake_cluster():
     """name -> node id, with the 'half' nodes' GPUs partly held by another group."""
+    # Before Ray is imported: it reads some of these at import time.
+    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE", _AGENT_TIMEOUT]}
+    os.environ.update(LOOPBACK_ENV)
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ[_AGENT_TIMEOUT] = "120000"
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.placement_group import placement_group
 
-    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE"]}
-    os.environ.update(LOOPBACK_ENV)
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     fake = Cluster(
         initialize_head=True,
         head_node_args={**_gpu_node_args("A100"), "include_dashboard": False},
@@ -56,7 +63,7 @@ def fake_cluster():
         ids = {"a100-head": fake.head_node.node_id}
         for name, (accelerator, _) in _NODES.items():
             ids[name] = fake.add_node(**_gpu_node_args(accelerator)).node_id
-        ray.init(address=fake.address)
+        ray.init(address=fake.address, _node_ip_address="127.0.0.1")
         fake.wait_for_nodes()
         for name, (_, taken) in _NODES.items():
             if taken:
@@ -75,6 +82,19 @@ def fake_cluster():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def gpus_given_back(fake_cluster):
+    """Each test starts from the same free GPUs: removing a group frees them asynchronously."""
+    yield
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        free = {n.node_id: n.gpus_free for n in cluster_nodes()}
+        if all(free[fake_cluster[name]] == 8 - taken for name, (_, taken) in _NODES.items()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"GPUs not given back: {free}")
 
 
 GIANT_LAYOUTS = {
