@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def preflight_model(model: ModelConfig, reserve_timeout_s: float, min_shm_bytes: int) -> list[Check]:
+def preflight_model(
+    model: ModelConfig, reserve_timeout_s: float, min_shm_bytes: int
+) -> list[Check]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -263,7 +263,9 @@ def _why_not(
         )
     else:
         free = f"no alive node has {layout.accelerator} GPUs"
-    others = Counter(n.accelerator for n in nodes if n.accelerator not in (None, layout.accelerator))
+    others = Counter(
+        n.accelerator for n in nodes if n.accelerator not in (None, layout.accelerator)
+    )
     other_text = (
         f"; not used, other GPU types: {', '.join(f'{k} x{v}' for k, v in sorted(others.items()))}"
         if others

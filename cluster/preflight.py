@@ -151,7 +151,9 @@ def _gpu_nodes(layout: ReplicaLayout, nodes: Sequence[NodeResources]) -> Check:
     typed = [n for n in nodes if n.accelerator == layout.accelerator]
     needed = layout.pipeline_parallel_size if layout.spans_nodes else 1
     counts = ", ".join(f"{n.node_id[:12]} {n.gpus_total:g}" for n in typed) or "none"
-    others = sorted({n.accelerator for n in nodes if n.accelerator not in (None, layout.accelerator)})
+    others = sorted(
+        {n.accelerator for n in nodes if n.accelerator not in (None, layout.accelerator)}
+    )
     detail = f"{len(typed)} {layout.accelerator} nodes (GPUs: {counts})" + (
         f"; other GPU types present, not used: {', '.join(others)}" if others else ""
     )
@@ -283,5 +285,6 @@ def format_table(title: str, checks: Sequence[Check]) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(3)]
     lines = [title]
     for row in [headers, *rows]:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        padded = [cell.ljust(width) for cell, width in zip(row, widths)]
+        lines.append("  ".join([*padded, row[3]]))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
+from autoscaling.config import AutoscalingConfig
 from cluster.placement import REPLICA_ACTOR_CPUS, ReplicaLayout, placement_options
 from deployments.config import AppConfig, ModelConfig
 from deployments.engine import LLMEngine
@@ -36,7 +37,6 @@ def engine_deployment_options(
     `cluster.placement`)."""
     options: dict[str, Any] = {
         "name": model.deployment_name,
-        "num_replicas": model.num_replicas,
         "max_ongoing_requests": model.max_ongoing_requests,
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
@@ -45,8 +45,14 @@ def engine_deployment_options(
         # Admission control: requests waiting for a replica slot are bounded (Serve counts
         # them per caller, i.e. per ingress replica); past it the handle raises
         # BackPressureError at once and the ingress answers 503 with Retry-After.
-        "max_queued_requests": model.limits.max_queued_requests_per_replica * model.num_replicas,
+        "max_queued_requests": model.limits.max_queued_requests_per_replica
+        * _most_replicas(model),
     }
+    autoscaling = serve_autoscaling(model)
+    if autoscaling is None:
+        options["num_replicas"] = model.num_replicas
+    else:
+        options["autoscaling_config"] = autoscaling.to_serve_autoscaling_config()
     if model.routing == "prefix_affinity":
         options["request_router_config"] = RequestRouterConfig(
             request_router_class=PrefixAffinityRouter
@@ -65,16 +71,36 @@ def engine_deployment_options(
     return options
 
 
+def serve_autoscaling(model: ModelConfig) -> AutoscalingConfig | None:
+    """The model's autoscaling knobs with the facts only the model knows filled in."""
+    if model.autoscaling is None:
+        return None
+    config = model.autoscaling
+    if model.placement.accelerator == "CPU" and "capacity_source" not in config.model_fields_set:
+        # CPU replicas hold no GPUs: a count of free GPU gangs would always be zero.
+        config = config.model_copy(update={"capacity_source": "unbounded"})
+    tp = model.parallelism.tensor_parallel_size
+    return config.for_replica(
+        gpus_per_replica=model.parallelism.workers,
+        gpus_per_stage=tp,
+        ttft_target_s=model.slo.ttft_target_s,
+    )
+
+
+def _most_replicas(model: ModelConfig) -> int:
+    return model.autoscaling.max_replicas if model.autoscaling else model.num_replicas
+
+
 def _live_stage_nodes(model: ModelConfig) -> tuple[str, ...] | None:
     """For a replica spanning nodes: the nodes free now for each of its TP groups."""
     layout = ReplicaLayout.from_model(model)
     if model.placement.accelerator == "CPU" or not layout.spans_nodes:
         return None
-    if model.num_replicas > 1:
+    if _most_replicas(model) > 1:
         # Every replica of a deployment gets the same selectors: a second one pinned to the
         # first one's nodes would wait forever.
         raise ValueError(
-            f"{model.name}: num_replicas={model.num_replicas}, but a replica spanning nodes "
+            f"{model.name}: up to {_most_replicas(model)} replicas, but a replica spanning nodes "
             f"({layout.label}) is pinned to named nodes: use num_replicas 1"
         )
     from cluster.placement_ray import live_stage_nodes

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autoscaling.config import AutoscalingConfig
 from cluster.local_model import LOCAL_MODELS
 
 # Engine arguments that the schema owns elsewhere: letting them in `engine_args` too
@@ -256,7 +257,12 @@ class ModelConfig(StrictModel):
     )
     parallelism: ParallelismConfig = ParallelismConfig()
     placement: PlacementConfig = PlacementConfig()
-    num_replicas: int = Field(1, ge=1)
+    num_replicas: int = Field(1, ge=1, description="a fixed fleet; leave unset with autoscaling")
+    autoscaling: AutoscalingConfig | None = Field(
+        None,
+        description="replica counts from autoscaling.policy (instead of num_replicas); the "
+        "builder fills in GPUs per replica and the TTFT target from this model",
+    )
     max_ongoing_requests: int = Field(
         256, ge=1, description="requests one engine replica accepts at once"
     )
@@ -293,6 +299,14 @@ class ModelConfig(StrictModel):
             if "-" in key:
                 raise ValueError(f"engine_args.{key}: use underscores ({key.replace('-', '_')})")
         return value
+
+    @model_validator(mode="after")
+    def _fixed_or_autoscaled(self) -> ModelConfig:
+        if self.autoscaling is not None and "num_replicas" in self.model_fields_set:
+            raise ValueError(
+                "num_replicas: set either num_replicas (a fixed fleet) or autoscaling, not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights_unless_simulated(self) -> ModelConfig:

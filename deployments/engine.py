@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 
+from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply, bad_request
 from deployments.observability.engine_side import EngineObserver, RequestStatsProbe
@@ -84,6 +86,7 @@ class LLMEngine:
 
             ensure_gpu_stats_actors(placement_group_nodes(get_current_placement_group()))
         self._stats = SchedulerStatsProbe()
+        self._recent = RecentRequests()
         request_stats = RequestStatsProbe()
         self.engine = AsyncLLM.from_vllm_config(
             vllm_config,
@@ -114,6 +117,8 @@ class LLMEngine:
 
     async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
         observed = self._observer.begin(kind, body)
+        arrived_at = time.monotonic()
+        self._recent.arrived(arrived_at)
         request_cls, serving, create = {
             "chat": (self._request_models.chat, self._chat, "create_chat_completion"),
             "completions": (self._request_models.completion, self._completion, "create_completion"),
@@ -139,11 +144,36 @@ class LLMEngine:
             # Plain types: vLLM's code may be an HTTPStatus; replies cross process borders.
             yield ErrorReply(int(result.error.code), str(result.error.message), result.error.param)
         elif hasattr(result, "model_dump"):
+            # A whole response: its first token's time is unknown, its last one's is an
+            # upper bound, which errs towards more replicas.
+            self._first_token(arrived_at)
             yield observed.attach(result.model_dump(mode="json", exclude_none=True))
         else:
+            first = True
             async for piece in _coalesce(result):
+                if first:
+                    # vLLM sends nothing before the first token is out (the role chunk
+                    # comes with it): one timestamp per request, none per token.
+                    self._first_token(arrived_at)
+                    first = False
                 yield piece
             yield observed.report()  # the ingress's, after the last piece (not sent on)
+
+    def _first_token(self, arrived_at: float) -> None:
+        now = time.monotonic()
+        self._recent.first_token(now - arrived_at, now)
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom-metrics hook: what `autoscaling.policy` decides on."""
+        latest = self._stats.latest
+        now = time.monotonic()
+        return autoscaling_stats(
+            num_waiting=latest.num_waiting_reqs if latest else 0,
+            num_running=latest.num_running_reqs if latest else 0,
+            kv_cache_usage=latest.kv_cache_usage if latest else 0.0,
+            ttft_p90_s=self._recent.ttft_p90_s(now),
+            arrivals_per_s=self._recent.arrivals_per_s(now),
+        )
 
     async def engine_stats(self) -> dict[str, Any]:
         """What the engine holds now: unfinished requests and the scheduler's last numbers."""
@@ -153,7 +183,13 @@ class LLMEngine:
             "running": latest.num_running_reqs if latest else 0,
             "waiting": latest.num_waiting_reqs if latest else 0,
             "kv_cache_usage": latest.kv_cache_usage if latest else 0.0,
+            "kv_cache_tokens": self._kv_cache_tokens(),
         }
+
+    def _kv_cache_tokens(self) -> int:
+        """The KV-cache size vLLM allocated, in tokens (what it logs at start-up)."""
+        cache = self.engine.vllm_config.cache_config
+        return (cache.num_gpu_blocks or 0) * cache.block_size
 
     async def check_health(self) -> None:
         # Raises once the engine core process is dead; Serve then replaces this replica.

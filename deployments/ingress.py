@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ray.serve.exceptions import BackPressureError
 
+from autoscaling.cold_start import ColdStartGate
 from deployments.admission import Admitted, check_limits
 from deployments.auth import Principal, load_key_ring
 from deployments.config import AppConfig, ModelConfig
@@ -88,6 +89,12 @@ class Ingress:
         # One streaming handle per model, made once: `.options()` per request costs.
         self._engines = {
             model.name: engines[model.name].options(stream=True) for model in config.models
+        }
+        # Scale-to-zero models only: a request waits a bounded time for a replica to start.
+        self._cold_gates = {
+            model.name: ColdStartGate(model.name, model.autoscaling)
+            for model in config.models
+            if model.autoscaling is not None and model.autoscaling.scale_to_zero
         }
         self._created = int(time.time())
         self._keys = load_key_ring(config.ingress.auth, config.ingress.rate_limits)
@@ -175,12 +182,22 @@ class Ingress:
         deadline = time.monotonic() + timeout_s
         body = observation.to_engine(model.name, body)
         replies = getattr(self._engines[model.name], kind).remote(body)
+        gate = self._cold_gates.get(model.name)
+        hold_s = gate.hold_s(time.monotonic()) if gate else None
+        cold_hold = hold_s is not None and hold_s < timeout_s
         try:
-            first = await asyncio.wait_for(replies.__anext__(), timeout_s)
+            first = await asyncio.wait_for(replies.__anext__(), hold_s if cold_hold else timeout_s)
         except StopAsyncIteration:
             return error_response(engine_unavailable("the engine ended the request without a reply"))
         except TimeoutError:
             replies.cancel()
+            if cold_hold:
+                # The request already made Serve start a replica; the client comes back then.
+                settle(0)
+                notice = gate.notice(time.monotonic())
+                return error_response(
+                    ErrorReply(notice.status, notice.message, retry_after_s=notice.retry_after_s)
+                )
             return error_response(timed_out(timeout_s))
         except BackPressureError:
             settle(0)
@@ -188,6 +205,8 @@ class Ingress:
         except Exception as error:  # replica dead or restarting
             logger.warning("engine %s failed before replying: %r", model.name, error)
             return error_response(engine_unavailable(type(error).__name__))
+        if gate:
+            gate.replied(time.monotonic())
         observation.first_reply(first)
         if isinstance(first, ErrorReply):
             settle(0)
@@ -266,13 +285,24 @@ async def _stream(
     """Pass the engine's SSE pieces through; `rest` is Serve's response generator."""
     finished = False
     status = 200
+    # One timer per request, not a wait_for (a task) per token: at the deadline it
+    # cancels the engine call, and the loop below turns that into a timeout event.
+    loop = asyncio.get_running_loop()
+    expired = []
+    watchdog = loop.call_at(
+        loop.time() + (deadline - time.monotonic()), lambda: (expired.append(True), rest.cancel())
+    )
     try:
         yield first
         while True:
             try:
-                piece = await asyncio.wait_for(rest.__anext__(), deadline - time.monotonic())
+                piece = await rest.__anext__()
             except StopAsyncIteration:
                 break
+            except (Exception, asyncio.CancelledError):
+                if expired:
+                    raise TimeoutError from None
+                raise
             if piece.__class__ is not str:  # the engine's EngineReport, after its last piece
                 observation.engine_report(piece)
                 continue
@@ -285,7 +315,6 @@ async def _stream(
         logger.warning("stream from engine %s passed its %g s timeout", model_name, timeout_s)
         status = 504
         yield timed_out(timeout_s).sse_event()
-        rest.cancel()
         finished = True
     except Exception as error:
         # The status line is gone already: end the stream with an error event, never hang.
@@ -294,6 +323,7 @@ async def _stream(
         yield engine_unavailable(f"the stream broke ({type(error).__name__})").sse_event()
         finished = True
     finally:
+        watchdog.cancel()
         if not finished:
             # The client went away: cancel the engine call so vLLM aborts the request.
             rest.cancel()

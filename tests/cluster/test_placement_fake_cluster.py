@@ -38,19 +38,13 @@ def _gpu_node_args(accelerator: str) -> dict:
     }
 
 
-# On a loaded machine a raylet gave up waiting for its agent (node_manager.cc "Timed out waiting
-# for file .../metrics_agent_port"); the raylets started here wait longer.
-_AGENT_TIMEOUT = "RAY_agent_register_timeout_ms"
-
-
 @pytest.fixture(scope="module")
 def fake_cluster():
     """name -> node id, with the 'half' nodes' GPUs partly held by another group."""
     # Before Ray is imported: it reads some of these at import time.
-    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE", _AGENT_TIMEOUT]}
+    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE"]}
     os.environ.update(LOOPBACK_ENV)
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ[_AGENT_TIMEOUT] = "120000"
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.placement_group import placement_group

@@ -24,18 +24,12 @@ from cluster.staging import CAPACITY_ENV, STAGING_DIR_ENV
 REPO = Path(__file__).resolve().parents[2]
 
 
-# On a loaded machine a raylet gave up waiting for its agent (node_manager.cc "Timed out waiting
-# for file .../metrics_agent_port"); the raylets started here wait longer.
-_AGENT_TIMEOUT = "RAY_agent_register_timeout_ms"
-
-
 @pytest.fixture(scope="module")
 def fake_cluster(tmp_path_factory):
     # Before Ray is imported: it reads some of these at import time.
-    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE", _AGENT_TIMEOUT]}
+    saved = {k: os.environ.get(k) for k in [*LOOPBACK_ENV, "RAY_AUTH_MODE"]}
     os.environ.update(LOOPBACK_ENV)
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ[_AGENT_TIMEOUT] = "120000"
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.placement_group import placement_group
@@ -83,7 +77,8 @@ def _config(tmp_path: Path, name: str, catalog_id: str, hf_repo: str, tp: int, p
         "placement": {"accelerator": "H200", "gpus_per_node": 8},
     }
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"applications": [{"name": "llm", "args": {"models": [model]}}]}))
+    app = {"name": "llm", "args": {"models": [model]}}
+    path.write_text(yaml.safe_dump({"applications": [app]}))
     return path
 
 
@@ -128,9 +123,10 @@ def test_a_two_node_layout_without_two_whole_nodes_fails_fast_with_reasons(
     assert " FAIL " in placement
     assert "2 TP groups of 8 H200 GPUs, each inside one node" in placement
     assert f"{ids['h200-half'][:12]}: 4/8 GPUs" in placement
-    half_disk = next(r for r in rows if r.startswith("disk for weights") and ids["h200-half"][:12] in r)
+    disks = {r.split()[3]: r for r in rows if r.startswith("disk for weights")}
+    half_disk = disks[ids["h200-half"][:12]]
     assert " FAIL " in half_disk and "< 673.2 GB of weights" in half_disk
-    whole_disk = next(r for r in rows if r.startswith("disk for weights") and ids["h200-whole"][:12] in r)
+    whole_disk = disks[ids["h200-whole"][:12]]
     assert " PASS " in whole_disk
     fabric = [r for r in rows if r.startswith("fabric / NCCL")]
     assert fabric and all(" WARN " in r and "fall back to TCP" in r for r in fabric)

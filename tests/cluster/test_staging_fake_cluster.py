@@ -76,7 +76,7 @@ def cluster(tmp_path_factory, hub):
             env_vars={STAGING_DIR_ENV: str(roots / name), **extra_env},
         )
         nodes[name] = (node.node_id, roots / name)
-    ray.init(address=fake.address)
+    ray.init(address=fake.address, _node_ip_address="127.0.0.1")
     # Functions of this module run on the nodes; workers cannot import test modules.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:

@@ -184,3 +184,20 @@ def test_client_disconnect_mid_stream_aborts_the_request_in_vllm(base_url, engin
             return
         time.sleep(0.25)
     pytest.fail("the engine still holds the request 20 s after the client went away")
+
+
+def test_planner_predicts_the_kv_cache_vllm_allocated(engine_handle, app_config):
+    """The capacity planner's KV-cache token count for the local model, against vLLM's own."""
+    from cluster.catalog import get_model
+    from cluster.kv_cache import kv_cache_capacity
+
+    engine_args = next(m for m in app_config["models"] if m["name"] == SMOLLM2)["engine_args"]
+    allocated = engine_handle.engine_stats.remote().result()["kv_cache_tokens"]
+    predicted = kv_cache_capacity(
+        get_model("smollm2-135m-instruct"),
+        engine_args["kv_cache_memory_bytes"],
+        max_model_len=engine_args["max_model_len"],
+        block_size=128,  # vLLM's CPU backend block size
+    ).tokens
+    assert allocated > 0
+    assert abs(predicted - allocated) / allocated <= 0.10, (predicted, allocated)

@@ -221,9 +221,11 @@ def test_exporters_come_from_the_standard_otel_variables(env, kinds):
 
 
 def test_otlp_protocol_picks_the_matching_exporter():
-    (http,) = tracing.exporters_from_env({"OTEL_TRACES_EXPORTER": "otlp",
-                                          "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})  # fmt: skip
-    assert "proto.http" in type(http).__module__
+    (http,) = tracing.exporters_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert "proto.http" in type(http).__module__  # the spec's default protocol
+    (grpc,) = tracing.exporters_from_env({"OTEL_TRACES_EXPORTER": "otlp",
+                                          "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})  # fmt: skip
+    assert "proto.grpc" in type(grpc).__module__
 
 
 def test_unknown_exporter_names_the_variable():

@@ -48,8 +48,10 @@ def test_twin_engine_args_keep_parsers_and_drop_mistral_formats():
             "tool_call_parser": "mistral",
             "max_model_len": 65536,
             "gpu_memory_utilization": 0.9,
+            "kv_cache_dtype": "fp8",
         }
     )
+    assert args["kv_cache_dtype"] == "auto"
     assert "tokenizer_mode" not in args and "config_format" not in args
     assert "gpu_memory_utilization" not in args
     assert args["load_format"] == "dummy"
