@@ -50,8 +50,8 @@ def sizing_variables(
 ) -> SizingVariables:
     """The node pool for `model_config` on `cloud`.
 
-    Replica bounds: a config that sets num_replicas fixes both (flags may only repeat it);
-    otherwise the flags, defaulting to 1 and 2. Machine type: the catalog's first for the
+    Replica bounds: a config that sets num_replicas fixes both, and one with autoscaling
+    takes its min (0 with scale_to_zero) and max (flags may only repeat them); otherwise the flags, defaulting to 1 and 2. Machine type: the catalog's first for the
     cloud, GPU and GPUs per node, or `machine_type` if it is one of those."""
     planned = plan_for_model(model_config)
     configured = model_config.parallelism
@@ -110,14 +110,25 @@ def format_json(variables: SizingVariables) -> str:
 def _replica_bounds(
     model_config: ModelConfig, min_replicas: int | None, max_replicas: int | None
 ) -> tuple[int, int]:
-    if "num_replicas" in model_config.model_fields_set:
-        fixed = model_config.num_replicas
-        for flag, value in (("--min-replicas", min_replicas), ("--max-replicas", max_replicas)):
-            if value is not None and value != fixed:
-                raise TfvarsError(
-                    f"{model_config.name} sets num_replicas: {fixed}; {flag} {value} disagrees"
-                )
-        return fixed, fixed
+    autoscaling = model_config.autoscaling
+    if autoscaling is not None:
+        # The node pool spans what the policy may ask for; at zero replicas, zero nodes.
+        configured = (0 if autoscaling.scale_to_zero else autoscaling.min_replicas,
+                      autoscaling.max_replicas)  # fmt: skip
+        source = "autoscaling"
+    elif "num_replicas" in model_config.model_fields_set:
+        configured = (model_config.num_replicas, model_config.num_replicas)
+        source = f"num_replicas: {model_config.num_replicas}"
+    else:
+        configured = None
+    if configured is not None:
+        for flag, value, bound in (
+            ("--min-replicas", min_replicas, configured[0]),
+            ("--max-replicas", max_replicas, configured[1]),
+        ):
+            if value is not None and value != bound:
+                raise TfvarsError(f"{model_config.name} sets {source}; {flag} {value} disagrees")
+        return configured
     low = DEFAULT_MIN_REPLICAS if min_replicas is None else min_replicas
     high = max(DEFAULT_MAX_REPLICAS, low) if max_replicas is None else max_replicas
     if low < 0 or high < 1 or high < low:

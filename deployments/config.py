@@ -85,7 +85,8 @@ class WeightsSource(StrictModel):
     staging_dir: str | None = Field(
         None,
         description="node-local directory for staged copies; default: the node's "
-        "$GIANTSERVE_STAGING_DIR, else ~/.cache/giantserve/staged",
+        "$GIANTSERVE_STAGING_DIR, else ~/.cache/giantserve/staged. A `path` source is "
+        "staged only when this is set, else used where it is",
     )
     load_format: FastLoadFormat | None = Field(
         None, description="a faster vLLM loader for giant checkpoints; default: vLLM's auto"
@@ -131,6 +132,10 @@ class WeightsSource(StrictModel):
             from cluster.twin_models import ensure_twin
 
             return str(ensure_twin(self.twin))
+        if self.path is not None and self.staging_dir is None:
+            # A path without a staging dir is used where it is: a shared filesystem, or
+            # a directory already on every node.
+            return self.path
         import socket
 
         from cluster.staging import staged_copy_status

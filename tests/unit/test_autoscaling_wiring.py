@@ -105,3 +105,23 @@ def test_simulated_engine_reports_arrivals_and_ttft():
     assert after[METRIC_ARRIVALS_PER_S] > 0
     assert after[METRIC_TTFT_P90_S] >= 0.01
     assert after[METRIC_NUM_RUNNING] == after[METRIC_NUM_WAITING] == 0
+
+
+def test_the_node_pool_spans_the_autoscaling_bounds():
+    from pathlib import Path
+
+    from cluster.tfvars import TfvarsError, planned_model, sizing_variables
+    from deployments.config import load_app_config
+
+    repo = Path(__file__).resolve().parents[2]
+    kimi = planned_model(load_app_config(repo / "configs/kimi.yaml"))
+    entry = kimi.model_dump(exclude_unset=True, exclude={"num_replicas"})
+    scaled = type(kimi).model_validate(entry | {"autoscaling": {"max_replicas": 6}})
+    variables = sizing_variables(scaled, "gke")
+    assert (variables.min_replicas, variables.max_replicas) == (1, 6)
+    with pytest.raises(TfvarsError, match="sets autoscaling; --max-replicas 2 disagrees"):
+        sizing_variables(scaled, "gke", max_replicas=2)
+    to_zero = type(kimi).model_validate(
+        entry | {"autoscaling": {"max_replicas": 6, "scale_to_zero": True}}
+    )
+    assert sizing_variables(to_zero, "gke").min_replicas == 0
