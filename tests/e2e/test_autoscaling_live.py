@@ -4,8 +4,8 @@ Two small applications beside the session's, each one token-timing engine (repli
 in seconds) with the policy's delays cut to seconds through the schema:
 - under load the fleet grows past one replica, and shrinks back once the load drops, while
   every request, including those on a draining replica, succeeds;
-- a scale-to-zero model starting at zero replicas answers its first request with a bounded
-  hold or 503 + Retry-After, and serves once Serve has started a replica.
+- a scale-to-zero model drops to zero replicas while idle, then answers a request with a
+  bounded hold or 503 + Retry-After, and serves once Serve has started a replica.
 Replica counts are Serve's own (`serve.status()`).
 """
 
@@ -161,7 +161,7 @@ def test_scaled_to_zero_model_holds_or_503s_then_serves(base_url):
             ZERO_MODEL,
             {
                 "scale_to_zero": True,
-                "initial_replicas": 0,
+                "scale_to_zero_idle_s": 5,
                 "max_replicas": 1,
                 "cold_request_hold_s": hold_s,
                 **FAST_POLICY,
@@ -170,7 +170,12 @@ def test_scaled_to_zero_model_holds_or_503s_then_serves(base_url):
     )
     url = f"{base_url}{ZERO_PREFIX}/v1/chat/completions"
     try:
-        assert running_replicas(ZERO_APP, ZERO_MODEL) == 0
+        # The policy keeps a new deployment up until it has been idle scale_to_zero_idle_s.
+        wait_for(
+            lambda: running_replicas(ZERO_APP, ZERO_MODEL) == 0,
+            SCALE_DOWN_WITHIN_S,
+            "scale to zero while idle",
+        )
         started = time.monotonic()
         first = httpx.post(url, json=chat(ZERO_MODEL, 2), timeout=60)
         # Bounded: the hold, plus slack for a loaded machine, never the replica's start.
