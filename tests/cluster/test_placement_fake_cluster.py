@@ -170,7 +170,7 @@ def test_the_wiring_into_serve_pins_each_tp_group_of_a_two_node_replica(fake_clu
     second = {name_of[nodes[i]] for i in range(8, 16)}
     assert len(first) == len(second) == 1 and first | second == {"h100-a", "h100-b"}
 
-    with pytest.raises(ValueError, match="num_replicas=2"):
+    with pytest.raises(ValueError, match="up to 2 replicas"):
         _live_stage_nodes(model.model_copy(update={"num_replicas": 2}))
 
 
