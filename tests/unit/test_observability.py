@@ -127,7 +127,9 @@ def captured(caplog, monkeypatch):
     return caplog
 
 
-def test_request_log_line_has_ids_tokens_timings_and_no_prompt(recorded, captured):
+def test_request_log_line_has_ids_tokens_timings_and_no_prompt(recorded, captured, monkeypatch):
+    # Off explicitly: an e2e module in the same run turns tracing on through the environment.
+    monkeypatch.setattr(tracing, "tracer", lambda: None)
     observation = RequestObservation("chat")
     observation.identify("team-a")
     body = observation.to_engine("m", {"model": "alias", "messages": [{"role": "user", "content": "secret"}]})
