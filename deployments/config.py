@@ -178,6 +178,27 @@ class SimulatedEngineConfig(StrictModel):
     tokens_per_s: float = Field(50.0, gt=0, description="tokens per second per request")
     max_running: int = Field(64, ge=1, description="requests decoded at once; the rest wait")
 
+class StreamBatchingConfig(StrictModel):
+    """How an engine replica groups a stream's SSE pieces into Ray messages.
+
+    Every message costs the same CPU on each hop (engine replica, ingress, proxy) however
+    many tokens it carries, so under load the per-token cost, not the GPU, caps a
+    replica's throughput. The first piece of a stream always leaves at once; after it,
+    pieces wait up to a delay that grows with the streams in flight, so the replica's
+    messages stay near `messages_per_s`: a lone stream is sent token by token.
+    """
+
+    messages_per_s: float = Field(
+        1000.0, gt=0, description="stream messages per second one replica aims to stay under"
+    )
+    max_delay_ms: float = Field(
+        50.0, ge=0, description="longest a token waits for others; 0 sends every piece at once"
+    )
+
+    def delay_s(self, streams_in_flight: int) -> float:
+        """How long, after a message, the next one of a stream waits to gather pieces."""
+        wanted = max(0, streams_in_flight - 1) / self.messages_per_s
+        return min(wanted, self.max_delay_ms / 1000)
 
 
 class LimitsConfig(StrictModel):
@@ -281,6 +302,7 @@ class ModelConfig(StrictModel):
         description="how requests pick among replicas: prefix/session affinity bounded by "
         "load (deployments.routing), or Serve's plain power-of-two-choices",
     )
+    stream_batching: StreamBatchingConfig = StreamBatchingConfig()
     simulated_engine: SimulatedEngineConfig | None = Field(
         None, description="serve this model with a token-timing test double instead of vLLM"
     )

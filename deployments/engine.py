@@ -4,16 +4,13 @@ OpenAI serving code (`OpenAIServingChat`, `OpenAIServingCompletion`).
 Calls from the ingress are Serve streaming calls. Each yields, in order:
 - an `ErrorReply` and nothing else, for a request the engine refuses;
 - a `dict` (the whole response) and nothing else, for a non-streamed request;
-- `str` pieces of the SSE stream, for a streamed one. Pieces that are already waiting
-  when the ingress asks for the next one are sent together: no timer, so the first
-  token is never delayed, yet a slow consumer costs fewer Ray messages per token.
-  After the last piece comes one `EngineReport` for the ingress (a dict carries it
+- `str` pieces of the SSE stream, for a streamed one, grouped into fewer messages once
+  the replica is busy (deployments.stream_batching). After the last piece comes one `EngineReport` for the ingress (a dict carries it
   under `REPORT_KEY`): see deployments.observability.engine_side.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -26,6 +23,7 @@ from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply, bad_request
 from deployments.observability.engine_side import EngineObserver, RequestStatsProbe
+from deployments.stream_batching import StreamBatcher
 from deployments.vllm_args import build_vllm_args
 
 logger = logging.getLogger("giantserve.engine")
@@ -87,6 +85,7 @@ class LLMEngine:
             ensure_gpu_stats_actors(placement_group_nodes(get_current_placement_group()))
         self._stats = SchedulerStatsProbe()
         self._recent = RecentRequests()
+        self._batcher = StreamBatcher(model.stream_batching)
         request_stats = RequestStatsProbe()
         self.engine = AsyncLLM.from_vllm_config(
             vllm_config,
@@ -150,7 +149,7 @@ class LLMEngine:
             yield observed.attach(result.model_dump(mode="json", exclude_none=True))
         else:
             first = True
-            async for piece in _coalesce(result):
+            async for piece in self._batcher.batched(result):
                 if first:
                     # vLLM sends nothing before the first token is out (the role chunk
                     # comes with it): one timestamp per request, none per token.
@@ -227,38 +226,3 @@ def _validation_error(error: ValidationError) -> ErrorReply:
         for problem in problems[:5]
     )
     return bad_request(message, param)
-
-
-_END = object()
-
-
-async def _coalesce(stream: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Yield the stream's pieces, joining those that piled up since the last yield."""
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async for piece in stream:
-                queue.put_nowait(piece)
-        except Exception as error:  # surfaced to the consumer below
-            queue.put_nowait(error)
-        queue.put_nowait(_END)
-
-    # Cancelling the pump (client gone) cancels vLLM's generator, which aborts the request.
-    pump_task = asyncio.create_task(pump())
-    try:
-        while True:
-            pieces = [await queue.get()]
-            while not queue.empty():
-                pieces.append(queue.get_nowait())
-            done = pieces[-1] is _END
-            text = [p for p in pieces if isinstance(p, str)]
-            failures = [p for p in pieces if isinstance(p, Exception)]
-            if text:
-                yield "".join(text)
-            if failures:
-                raise failures[0]
-            if done:
-                return
-    finally:
-        pump_task.cancel()

@@ -19,6 +19,7 @@ from typing import Any
 from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig, SimulatedEngineConfig
 from deployments.errors import bad_request
+from deployments.stream_batching import StreamBatcher
 
 _TOKEN = " token"
 
@@ -31,6 +32,7 @@ class SimulatedLLMEngine:
         self._running = 0
         self._waiting = 0
         self._recent = RecentRequests()
+        self._batcher = StreamBatcher(model.stream_batching)
 
     async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
         async for item in self._serve("chat.completion", body):
@@ -56,7 +58,8 @@ class SimulatedLLMEngine:
                 now = time.monotonic()
                 self._recent.first_token(now - arrived_at, now)
                 if body.get("stream"):
-                    async for piece in self._stream(kind, body, max_tokens):
+                    pieces = self._stream(kind, body, max_tokens)
+                    async for piece in self._batcher.batched(pieces):
                         yield piece
                 else:
                     await asyncio.sleep((max_tokens - 1) / self.timing.tokens_per_s)

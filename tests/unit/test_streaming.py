@@ -1,4 +1,4 @@
-"""The two streaming helpers: the engine's coalescing and the ingress pass-through."""
+"""The two streaming helpers: the engine's stream batching and the ingress pass-through."""
 
 from __future__ import annotations
 
@@ -8,16 +8,36 @@ import time
 
 import pytest
 
-from deployments.engine import _coalesce
+from deployments.config import StreamBatchingConfig
 from deployments.ingress import _stream
 from deployments.observability.request import RequestObservation
+from deployments.stream_batching import StreamBatcher
 
 
 async def collect(stream) -> list[str]:
     return [piece async for piece in stream]
 
 
-def test_coalesce_yields_the_first_piece_without_waiting_for_more():
+def batcher(messages_per_s: float = 1000.0, max_delay_ms: float = 50.0) -> StreamBatcher:
+    return StreamBatcher(StreamBatchingConfig(messages_per_s=messages_per_s, max_delay_ms=max_delay_ms))
+
+
+async def ticking(pieces: str, every_s: float):
+    for index, piece in enumerate(pieces):
+        if index:
+            await asyncio.sleep(every_s)
+        yield piece
+
+
+def test_delay_grows_with_streams_in_flight_up_to_the_cap():
+    config = StreamBatchingConfig(messages_per_s=100, max_delay_ms=50)
+    assert config.delay_s(1) == 0  # a lone stream goes token by token
+    assert config.delay_s(3) == pytest.approx(0.02)
+    assert config.delay_s(1000) == pytest.approx(0.05)
+    assert StreamBatchingConfig(max_delay_ms=0).delay_s(1000) == 0
+
+
+def test_the_first_piece_leaves_without_waiting_for_more():
     async def scenario():
         release = asyncio.Event()
 
@@ -26,23 +46,44 @@ def test_coalesce_yields_the_first_piece_without_waiting_for_more():
             await release.wait()
             yield "b"
 
-        stream = _coalesce(source())
+        stream = batcher().batched(source())
         first = await asyncio.wait_for(stream.__anext__(), timeout=1)
         release.set()
-        rest = await collect(stream)
-        return first, rest
+        return first, await collect(stream)
 
     first, rest = asyncio.run(scenario())
     assert first == "a" and rest == ["b"]
 
 
-def test_coalesce_joins_pieces_that_piled_up():
+def test_a_lone_stream_is_sent_piece_by_piece():
+    pieces = asyncio.run(collect(batcher().batched(ticking("abcde", 0.01))))
+    assert pieces == list("abcde")
+
+
+def test_a_busy_replica_gathers_pieces_and_sends_the_end_at_once():
+    async def scenario():
+        shared = batcher(messages_per_s=10, max_delay_ms=100)
+        # Nine other streams in flight: each stream may send one message per 100 ms.
+        shared.streams_in_flight = 9
+        started = time.monotonic()
+        pieces = await collect(shared.batched(ticking("abcdefghij", 0.01)))
+        return pieces, time.monotonic() - started, shared.streams_in_flight
+
+    pieces, took_s, left_in_flight = asyncio.run(scenario())
+    assert "".join(pieces) == "abcdefghij"
+    assert pieces[0] == "a"
+    assert 2 <= len(pieces) <= 3  # "a", then ~100 ms of pieces, then the rest at the end
+    assert took_s < 0.2  # the last pieces did not wait out a full delay
+    assert left_in_flight == 9
+
+
+def test_pieces_that_piled_up_travel_together_without_a_delay():
     async def scenario():
         async def source():
             for piece in "abcdef":
                 yield piece
 
-        stream = _coalesce(source())
+        stream = batcher(max_delay_ms=0).batched(source())
         await asyncio.sleep(0.05)  # let the source run ahead of the consumer
         return await collect(stream)
 
@@ -51,22 +92,26 @@ def test_coalesce_joins_pieces_that_piled_up():
     assert len(pieces) < 6
 
 
-def test_coalesce_reraises_a_source_failure_after_its_pieces():
+def test_a_source_failure_is_raised_after_its_pieces():
     async def scenario():
         async def source():
             yield "a"
+            await asyncio.sleep(0.01)
+            yield "b"
             raise RuntimeError("engine died")
 
         seen = []
+        shared = batcher(messages_per_s=1, max_delay_ms=10_000)
+        shared.streams_in_flight = 5
         with pytest.raises(RuntimeError, match="engine died"):
-            async for piece in _coalesce(source()):
+            async for piece in shared.batched(source()):
                 seen.append(piece)
         return seen
 
-    assert asyncio.run(scenario()) == ["a"]
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=2)) == ["a", "b"]
 
 
-def test_coalesce_cancels_the_source_when_the_consumer_leaves():
+def test_the_source_is_cancelled_when_the_consumer_leaves():
     async def scenario():
         cancelled = asyncio.Event()
 
@@ -78,13 +123,14 @@ def test_coalesce_cancels_the_source_when_the_consumer_leaves():
                 cancelled.set()
                 raise
 
-        stream = _coalesce(source())
+        shared = batcher()
+        stream = shared.batched(source())
         await stream.__anext__()
         await stream.aclose()
         await asyncio.wait_for(cancelled.wait(), timeout=1)
-        return cancelled.is_set()
+        return cancelled.is_set(), shared.streams_in_flight
 
-    assert asyncio.run(scenario())
+    assert asyncio.run(scenario()) == (True, 0)
 
 
 class FakeServeStream:

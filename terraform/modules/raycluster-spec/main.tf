@@ -15,6 +15,12 @@ locals {
     },
   ]
 
+  # The serving environment of every Ray node (why each value: the file's comments).
+  serving_env = [
+    for k, v in yamldecode(file("${path.module}/../../../cluster/data/serving_env.yaml")) :
+    { name = k, value = v }
+  ]
+
   # KubeRay single-quotes JSON values inside $KUBERAY_GEN_RAY_START_CMD
   # (--resources='{"accelerator_type:H200": 1}'), so it must run through eval.
   overwrite_cmd = var.worker_setup_script != ""
@@ -37,7 +43,7 @@ locals {
         { name = "serve", containerPort = local.serve_port },
         { name = "metrics", containerPort = 8080 },
       ]
-      env             = local.auth_env
+      env             = concat(local.auth_env, local.serving_env)
       resources       = { requests = local.head_resources, limits = local.head_resources }
       securityContext = { allowPrivilegeEscalation = false }
     },
@@ -60,6 +66,7 @@ locals {
       imagePullPolicy = var.image_pull_policy
       env = concat(
         local.auth_env,
+        local.serving_env,
         [{ name = "HF_HOME", value = "/models/huggingface" }],
         [for k in sort(keys(var.worker_env)) : { name = k, value = var.worker_env[k] }],
       )

@@ -134,3 +134,21 @@ run "ray_label_keys_reserved_prefix" {
   }
   expect_failures = [var.worker_ray_labels]
 }
+
+run "serving_env_on_every_ray_container" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for container in [
+        output.manifest.spec.headGroupSpec.template.spec.containers[0],
+        output.manifest.spec.workerGroupSpecs[0].template.spec.containers[0],
+      ] : contains([for e in container.env : "${e.name}=${try(e.value, "")}"], "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0")
+    ])
+    error_message = "head and workers start with cluster/data/serving_env.yaml (Serve's single-loop replicas)."
+  }
+  assert {
+    condition     = contains([for e in output.manifest.spec.workerGroupSpecs[0].template.spec.containers[0].env : e.name], "RAY_worker_niceness")
+    error_message = "workers must not run vLLM at nice 15."
+  }
+}

@@ -1,0 +1,279 @@
+"""Serving-layer cost without a model: the simulated token engine behind our ingress.
+
+The engine is `deployments.simulated_engine` (a token-timing test double), so every CPU
+cycle measured is the serving layer's: Serve's HTTP proxy, our ingress replica, the
+engine replica's Ray streaming and our stream batching. Streaming clients (aiohttp, in
+their own process) open `--streams` concurrent streams that each ask for `--tokens`
+tokens at `--rate` tokens/s; the offered load is streams x rate tokens/s.
+
+Reported per run: tokens/s delivered vs offered, SSE chunks/s (Ray messages per hop),
+inter-chunk gap p50/p99 as clients see it, and CPU microseconds per streamed token of
+each serving process (from /proc, over the measured window only).
+
+    python bench/overhead/run.py --streams 16,64,256 --rate 100
+    python bench/overhead/run.py --variants default,no-batching
+
+Variants run alternately (A B A B ...) in one invocation; each gets its own Ray cluster
+because Serve's flags are read when its processes start.
+Writes bench/overhead/results.{md,json} (date, machine, commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.serving.run import commit, cpu_seconds, free_port, machine, summarise  # noqa: E402
+
+MODEL = "sim"
+
+# name -> (extra environment for the Ray cluster, stream_batching section of the model)
+VARIANTS: dict[str, tuple[dict[str, str], dict | None]] = {
+    # What a config gets by default.
+    "default": ({}, None),
+    # One Ray message per token, as before stream batching existed.
+    "no-batching": ({}, {"max_delay_ms": 0}),
+    # Serve runs replica code on its main event loop instead of a thread of its own.
+    "main-loop": ({"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, None),
+    # ... and Serve's handles route on the caller's loop too.
+    "one-loop": (
+        {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
+        None,
+    ),
+}
+
+
+def app_args(rate: float, batching: dict | None) -> dict:
+    model = {
+        "name": MODEL,
+        "simulated_engine": {"ttft_s": 0.0, "tokens_per_s": rate, "max_running": 4096},
+        "max_ongoing_requests": 4096,
+        "limits": {"max_queued_requests_per_replica": 4096, "request_timeout_s": 600},
+    }
+    if batching is not None:
+        model["stream_batching"] = batching
+    return {"models": [model], "ingress": {"max_ongoing_requests": 8192}}
+
+
+CLIENT = r"""
+import asyncio, json, sys, time
+import aiohttp
+
+url, streams, tokens, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+body = {"model": "sim", "prompt": "x", "max_tokens": tokens, "stream": True}
+counted = {"tokens": 0, "chunks": 0, "streams": 0, "errors": 0}
+gaps = []
+
+async def one(session, stop_at):
+    while time.monotonic() < stop_at:
+        try:
+            async with session.post(url, json=body) as reply:
+                if reply.status != 200:
+                    counted["errors"] += 1
+                    await reply.read()
+                    continue
+                last = None
+                async for chunk in reply.content.iter_any():
+                    now = time.monotonic()
+                    if last is not None:
+                        gaps.append(now - last)
+                    last = now
+                    counted["chunks"] += 1
+                    counted["tokens"] += chunk.count(b" token")
+                counted["streams"] += 1
+        except aiohttp.ClientError:
+            counted["errors"] += 1
+
+async def main():
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+        warm = time.monotonic() + 3
+        await asyncio.gather(*(one(session, warm) for _ in range(streams)))
+        for key in counted: counted[key] = 0
+        gaps.clear()
+        print("MEASURE", flush=True)
+        started = time.monotonic()
+        await asyncio.gather(*(one(session, started + seconds) for _ in range(streams)))
+        elapsed = time.monotonic() - started
+    gaps.sort()
+    pick = lambda q: gaps[min(len(gaps) - 1, int(q * len(gaps)))] if gaps else 0.0
+    print(json.dumps({**counted, "elapsed_s": elapsed, "gap_p50_ms": 1e3 * pick(0.5),
+                      "gap_p99_ms": 1e3 * pick(0.99)}), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def serving_processes() -> dict[str, psutil.Process]:
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if title.startswith("ray::ProxyActor"):
+            found["proxy"] = process
+        elif title.startswith("ray::ServeReplica:") and ":ingress" in title:
+            found["ingress"] = process
+        elif title.startswith("ray::ServeReplica:") and ":engine-" in title:
+            found["engine"] = process
+    return found
+
+
+def measure(url: str, streams: int, tokens: int, seconds: float) -> dict:
+    processes = serving_processes()
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, url, str(streams), str(tokens), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert client.stdout is not None
+    assert client.stdout.readline().strip() == "MEASURE"
+    before = {name: cpu_seconds([p]) for name, p in processes.items()}
+    result = json.loads(client.stdout.readline())
+    after = {name: cpu_seconds([p]) for name, p in processes.items()}
+    client.wait(timeout=60)
+    delivered = max(1, result["tokens"])
+    result["tokens_per_s"] = result["tokens"] / result["elapsed_s"]
+    result["chunks_per_s"] = result["chunks"] / result["elapsed_s"]
+    for name in processes:
+        result[f"{name}_cpu_us_per_token"] = 1e6 * (after[name] - before[name]) / delivered
+    result["serving_cpu_us_per_token"] = sum(
+        result[f"{name}_cpu_us_per_token"] for name in processes
+    )
+    return result
+
+
+class Cluster:
+    """One Ray cluster + Serve app for one variant."""
+
+    def __init__(self, variant: str, rate: float):
+        from ray import serve
+
+        from cluster.local_ray import init_local_ray
+        from deployments.app import build_app
+
+        env, batching = VARIANTS[variant]
+        self._saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        init_local_ray(num_cpus=16)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(app_args(rate, batching)), name="overhead", route_prefix="/")
+        self.url = f"http://127.0.0.1:{port}/v1/completions"
+
+    def close(self) -> None:
+        import ray
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+KEYS = {
+    "tokens_per_s": "tokens/s",
+    "chunks_per_s": "chunks/s",
+    "gap_p50_ms": "gap p50 ms",
+    "gap_p99_ms": "gap p99 ms",
+    "serving_cpu_us_per_token": "serving CPU µs/token",
+    "proxy_cpu_us_per_token": "proxy",
+    "ingress_cpu_us_per_token": "ingress",
+    "engine_cpu_us_per_token": "engine replica",
+}
+
+
+def write_report(results: dict, out: Path) -> None:
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    lines = [
+        "# Serving-layer cost with the simulated engine",
+        "",
+        f"- date: {results['date']}",
+        f"- machine: {results['machine']['cpu']}, {results['machine']['cores']} cores",
+        f"- commit: {results['commit']}",
+        f"- offered: each stream asks {results['tokens']} tokens at {results['rate']} tok/s; "
+        f"{results['seconds']} s measured per run after 3 s warm-up; {results['rounds']} rounds, "
+        "variants alternate; cells: median [min-max]",
+        "",
+    ]
+    for streams, by_variant in results["streams"].items():
+        offered = int(streams) * results["rate"]
+        lines += [f"## {streams} streams (offered {offered:.0f} tok/s)", ""]
+        lines += ["| variant | " + " | ".join(KEYS.values()) + " | errors |"]
+        lines += ["|" + "---|" * (len(KEYS) + 2)]
+        for variant, stats in by_variant.items():
+            cells = [
+                f"{stats[k]['median']:.0f} [{stats[k]['min']:.0f}-{stats[k]['max']:.0f}]"
+                for k in KEYS
+            ]
+            lines.append(f"| {variant} | " + " | ".join(cells) + f" | {stats['errors']} |")
+        lines.append("")
+    out.with_suffix(".md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--streams", default="16,64,256")
+    parser.add_argument("--rate", type=float, default=100.0, help="tokens/s per stream")
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "overhead" / "results")
+    options = parser.parse_args(argv)
+    variants = options.variants.split(",")
+    stream_counts = [int(s) for s in options.streams.split(",")]
+
+    raw: dict[int, dict[str, list[dict]]] = {s: {v: [] for v in variants} for s in stream_counts}
+    for round_index in range(options.rounds):
+        order = variants[round_index % len(variants):] + variants[: round_index % len(variants)]
+        for variant in order:
+            cluster = Cluster(variant, options.rate)
+            try:
+                for streams in stream_counts:
+                    result = measure(cluster.url, streams, options.tokens, options.seconds)
+                    raw[streams][variant].append(result)
+                    print(
+                        f"[overhead] round {round_index} {variant} streams={streams}: "
+                        f"{result['tokens_per_s']:.0f} tok/s, {result['chunks_per_s']:.0f} chunks/s, "
+                        f"{result['serving_cpu_us_per_token']:.0f} µs/token, errors {result['errors']}",
+                        flush=True,
+                    )
+            finally:
+                cluster.close()
+
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "commit": commit(),
+        "rate": options.rate,
+        "tokens": options.tokens,
+        "seconds": options.seconds,
+        "rounds": options.rounds,
+        "streams": {},
+    }
+    for streams, by_variant in raw.items():
+        table = {}
+        for variant, runs in by_variant.items():
+            stats = {k: summarise([run.get(k, 0.0) for run in runs]) for k in KEYS}
+            stats["errors"] = sum(run["errors"] for run in runs)
+            table[variant] = stats
+        results["streams"][str(streams)] = table
+    write_report(results, options.out)
+    print(options.out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()

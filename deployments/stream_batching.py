@@ -1,0 +1,110 @@
+"""Groups a stream's SSE pieces into fewer Ray messages once a replica is busy.
+
+Each message an engine replica yields crosses three processes (engine replica, ingress,
+Serve's proxy) and costs about the same CPU on each whatever its size; at a few
+thousand tokens per second that cost, not the engine, bounds a replica. So:
+- the first piece of a stream leaves at once (time to first token is never delayed);
+- after a message, the next one waits `StreamBatchingConfig.delay_s(streams in flight)`
+  gathering pieces, so a lone stream goes token by token and a busy replica sends a
+  bounded number of messages per second;
+- the end of the stream (or an error) is sent at once, with what was gathered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from deployments.config import StreamBatchingConfig
+
+
+class StreamBatcher:
+    """One per engine replica: it counts the streams in flight to size the delay."""
+
+    def __init__(self, config: StreamBatchingConfig):
+        self._config = config
+        self.streams_in_flight = 0
+
+    async def batched(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        self.streams_in_flight += 1
+        gathered = _Gathered(stream)
+        try:
+            sent_at = None
+            while True:
+                await gathered.wait_for_piece()
+                if sent_at is not None and not gathered.ended:
+                    hold_s = self._config.delay_s(self.streams_in_flight)
+                    await gathered.wait_for_end(sent_at + hold_s - time.monotonic())
+                if gathered.pieces:
+                    yield gathered.take()
+                    sent_at = time.monotonic()
+                if gathered.ended:
+                    gathered.raise_failure()
+                    return
+        finally:
+            self.streams_in_flight -= 1
+            # Cancelling the pump (client gone) closes vLLM's generator, which aborts the request.
+            gathered.close()
+
+
+class _Gathered:
+    """The pieces a background task has read from the stream and not yet sent."""
+
+    def __init__(self, stream: AsyncIterator[str]):
+        self.pieces: list[str] = []
+        self.ended = False
+        self._failure: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._wake: asyncio.Future | None = None
+        self._wake_on_piece = True
+        self._pump = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[str]) -> None:
+        try:
+            async for piece in stream:
+                self.pieces.append(piece)
+                if self._wake_on_piece:
+                    self._notify()
+        except Exception as error:  # raised in the consumer by raise_failure
+            self._failure = error
+        self.ended = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _sleep_until_notified(self, timeout_s: float | None) -> None:
+        self._wake = self._loop.create_future()
+        # A timer callback, not wait_for: no task per message.
+        timer = self._loop.call_later(timeout_s, self._notify) if timeout_s is not None else None
+        try:
+            await self._wake
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._wake = None
+
+    async def wait_for_piece(self) -> None:
+        if not self.pieces and not self.ended:
+            self._wake_on_piece = True
+            await self._sleep_until_notified(None)
+
+    async def wait_for_end(self, timeout_s: float) -> None:
+        """Gather more pieces for up to `timeout_s`; an ended stream returns at once."""
+        if timeout_s > 0 and not self.ended:
+            self._wake_on_piece = False
+            await self._sleep_until_notified(timeout_s)
+
+    def take(self) -> str:
+        text = "".join(self.pieces)
+        self.pieces.clear()
+        return text
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        self._pump.cancel()
