@@ -139,7 +139,7 @@ def start_bare_vllm(a, out: Path) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--host", "127.0.0.1", "--port", str(a.bare_port),
-        "--model", a.model_dir, "--served-model-name", a.served_name,
+        "--model", a.model_dir, "--served-model-name", *a.served_names,
         *a.shared_engine_cli,
     ]
     log("bare vLLM:", " ".join(cmd))
@@ -284,8 +284,8 @@ SUMMARY_KEYS_DROP = {"ttfts", "itls", "generated_texts", "input_lens", "output_l
                      "start_times", "tpots"}
 
 
-def run_bench(a, target: str, base: str, concurrency: int, num_prompts: int, tag: str,
-              out: Path, sampler: GpuSampler) -> dict:
+def run_bench(a, target: str, base: str, model: str, concurrency: int, num_prompts: int,
+              tag: str, out: Path, sampler: GpuSampler) -> dict:
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -293,7 +293,7 @@ def run_bench(a, target: str, base: str, concurrency: int, num_prompts: int, tag
     add_cli_args(parser)
     argv = [
         "--backend", "vllm", "--base-url", base, "--endpoint", "/v1/completions",
-        "--model", a.served_name, "--tokenizer", a.model_dir,
+        "--model", model, "--tokenizer", a.model_dir,
         "--dataset-name", "random", "--random-input-len", str(a.input_len),
         "--random-output-len", str(a.output_len), "--ignore-eos",
         "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency),
@@ -342,7 +342,9 @@ def main_() -> int:
     hard_deadline = T0 + a.budget_s
     config = yaml.safe_load(Path(a.config).read_text())
     model_args = config["applications"][0]["args"]["models"][0]
-    a.served_name = model_args["name"]
+    # Every model of the config is the same engine with other stack settings (e.g. stream
+    # batching); bare vLLM answers to all their names.
+    a.served_names = [m["name"] for m in config["applications"][0]["args"]["models"]]
     # Bare vLLM gets exactly the engine arguments of the config (same engine, same KV cache).
     a.shared_engine_cli = []
     for key, value in model_args.get("engine_args", {}).items():
@@ -397,34 +399,35 @@ def main_() -> int:
             log("bare vLLM ready:", ok, result["bare"]["start_s"], "s")
         result["gpu_processes"] = sampler.processes()
         log("GPU processes:", result["gpu_processes"])
-        targets = []
+        targets = []  # (target, base URL, model)
         if stack_ok:
-            targets.append(("stack", stack_base))
+            targets += [(f"stack:{m}", stack_base, m) for m in a.served_names]
         if result["bare"].get("ready"):
-            targets.append(("bare", bare_base))
-        for name, base in targets:
+            targets.append(("bare", bare_base, a.served_names[0]))
+        result["greedy_probe"] = {}
+        for name, base, model in targets:
             try:
-                result[name]["greedy_probe"] = greedy_probe(base, a.served_name)
-                result[name]["models"] = http_json(f"{base}/v1/models")
+                result["greedy_probe"][name] = greedy_probe(base, model)
             except Exception as error:
-                result[name]["probe_error"] = repr(error)
-        if len(targets) == 2:
-            texts = [result[n].get("greedy_probe", {}).get("text") for n, _ in targets]
-            result["greedy_equal_stack_vs_bare"] = texts[0] == texts[1]
+                result["greedy_probe"][name] = {"error": repr(error)}
+        texts = {probe.get("text") for probe in result["greedy_probe"].values()}
+        result["greedy_equal_stack_vs_bare"] = len(targets) > 1 and len(texts) == 1
         concurrencies = [int(c) for c in a.concurrency.split(",")]
         prompts = [int(n) for n in a.prompts.split(",")]
         for rnd in range(a.rounds):
             order = targets if rnd % 2 == 0 else list(reversed(targets))
             for conc, num in zip(concurrencies, prompts):
-                for name, base in order:
+                for name, base, model in order:
+                    if conc == 1 and name.startswith("stack:") and model != a.served_names[0]:
+                        continue  # stack settings that differ only once streams overlap
                     if time.monotonic() > hard_deadline - 25:
                         result["notes"].append(f"stopped before round {rnd} c={conc} {name}: budget")
                         raise TimeoutError("budget")
-                    summary = run_bench(a, name, base, conc, num, f"r{rnd}_c{conc}_{name}",
-                                        a.out, sampler)
+                    summary = run_bench(a, name, base, model, conc, num,
+                                        f"r{rnd}_c{conc}_{name.replace(':', '-')}", a.out, sampler)
                     summary["round"] = rnd
                     result["runs"].append(summary)
-                    if name == "stack" and "gpu_metrics" not in result["stack"]:
+                    if name.startswith("stack:") and "gpu_metrics" not in result["stack"]:
                         # Read while the GPU is busy: the stack's own GPU stats, not the bench's.
                         result["stack"]["gpu_metrics"] = stack_gpu_metrics()
                         log("GPU stats in the stack's metrics:", result["stack"]["gpu_metrics"][:8])
