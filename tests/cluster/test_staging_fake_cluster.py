@@ -28,11 +28,6 @@ MODEL = "org/tiny-llama"
 TWIN = "org/tiny-llama-twin"
 SAFETENSORS_BYTES = 14 << 20
 
-# The fake cluster's head came up bound to the machine's address, not 127.0.0.1, and the driver
-# then waited on its GCS forever (seen twice here); until that is fixed, the module is skipped
-# rather than stalling CI.
-pytestmark = pytest.mark.skip(reason="fake cluster GCS binds off loopback: see module comment")
-
 
 def _files(seed: str) -> dict[str, bytes]:
     weights = b"".join(
