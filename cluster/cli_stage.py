@@ -105,7 +105,7 @@ def stage_model(model: ModelConfig, nodes: list[str] | None, interval_s: float, 
 
 
 def _staged(model: ModelConfig) -> bool:
-    return model.weights is not None and model.simulated_engine is None and model.weights.local is None
+    return model.weights is not None and model.simulated_engine is None and model.weights.is_staged
 
 
 def _print_block(lines: list[str]) -> None:

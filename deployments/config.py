@@ -48,6 +48,10 @@ FastLoadFormat = Literal[
     "runai_streamer_sharded",
     # InstantTensor: pipelined direct-I/O loading of safetensors onto CUDA devices (GPU only).
     "instanttensor",
+    # fastsafetensors: pipelined safetensors reads into GPU memory, with GPUDirect Storage at
+    # TP 1 where the filesystem has it (vLLM 0.32 reads through host buffers otherwise); GPU
+    # only, needs the `fastsafetensors` package.
+    "fastsafetensors",
 ]
 
 _SOURCES = ("local", "twin", "path", "hf_repo", "url")
@@ -105,6 +109,16 @@ class WeightsSource(StrictModel):
             raise ValueError("staging_dir does not apply to local models (they are not staged)")
         return self
 
+    @property
+    def is_staged(self) -> bool:
+        """Whether replicas load these weights from a node-local staged copy: every source but
+        a local model, a twin, and a `path` without a staging_dir (used where it is)."""
+        return (
+            self.hf_repo is not None
+            or self.url is not None
+            or (self.path is not None and self.staging_dir is not None)
+        )
+
     def staged_directory(self) -> Path:
         """Where this node keeps (or would keep) its staged copy."""
         from cluster.staging import source_slug, staging_root
@@ -132,10 +146,10 @@ class WeightsSource(StrictModel):
             from cluster.twin_models import ensure_twin
 
             return str(ensure_twin(self.twin))
-        if self.path is not None and self.staging_dir is None:
+        if not self.is_staged:
             # A path without a staging dir is used where it is: a shared filesystem, or
             # a directory already on every node.
-            return self.path
+            return str(self.path)
         import socket
 
         from cluster.staging import staged_copy_status

@@ -100,3 +100,21 @@ def test_the_engine_path_is_the_staged_copy_or_a_refusal_naming_stage(tmp_path, 
         weights.resolve()
     stage_here(tmp_path, weights.staged_directory(), MANIFEST, _fetcher([]))
     assert weights.resolve() == str(weights.staged_directory())
+
+
+@pytest.mark.parametrize(
+    ("fields", "staged"),
+    [
+        ({"hf_repo": "org/m"}, True),
+        ({"url": "s3://bucket/m"}, True),
+        ({"path": "/shared/m", "staging_dir": "/nvme/staged"}, True),
+        ({"path": "/shared/m"}, False),
+        ({"local": "smollm2-135m-instruct"}, False),
+        ({"twin": "kimi-k2.5"}, False),
+    ],
+)
+def test_which_sources_replicas_load_from_a_staged_copy(fields, staged):
+    weights = WeightsSource(**fields)
+    assert weights.is_staged is staged
+    if fields.keys() == {"path"}:
+        assert weights.resolve() == "/shared/m"  # used where it is, nothing to stage
