@@ -178,12 +178,38 @@ def ray_accelerator_check() -> dict:
     return info
 
 
+def deploy_stack(args: dict, model_index: int, record: dict, deadline: float) -> bool:
+    """Deploy (or replace) the app with one model of the config: one GPU holds one replica."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    one = {**args, "models": [args["models"][model_index]]}
+    log("serve: deploying build_app with", one["models"][0]["name"])
+    t = time.monotonic()
+    serve._run(build_app(one), _blocking=False, name="llm", route_prefix="/")
+    status = None
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get("llm")
+        if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED", "UNHEALTHY"):
+            break
+        time.sleep(3)
+    record["deploy_s"] = round(time.monotonic() - t, 1)
+    record["app_status"] = str(status.status) if status else None
+    if status is not None:
+        record["deployments"] = {
+            name: {"status": str(d.status), "message": d.message[:2000]}
+            for name, d in status.deployments.items()
+        }
+    log("stack status:", record["app_status"], f"after {record['deploy_s']} s")
+    return status is not None and status.status == "RUNNING"
+
+
 def start_stack(a, config: dict, out: Path, result: dict, deadline: float) -> bool:
     import ray
     from ray import serve
 
     from cluster.local_ray import init_local_ray
-    from deployments.app import build_app
     from deployments.config import AppConfig
 
     args = config["applications"][0]["args"]
@@ -201,25 +227,7 @@ def start_stack(a, config: dict, out: Path, result: dict, deadline: float) -> bo
     result["stack"]["cluster_resources"] = ray.cluster_resources()
     log("ray resources:", ray.cluster_resources())
     serve.start(http_options={"host": "127.0.0.1", "port": a.stack_port})
-    app = build_app(args)
-    log("serve: deploying build_app(", a.config, ")")
-    t = time.monotonic()
-    serve._run(app, _blocking=False, name="llm", route_prefix="/")
-    status = None
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get("llm")
-        if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED", "UNHEALTHY"):
-            break
-        time.sleep(3)
-    result["stack"]["deploy_s"] = round(time.monotonic() - t, 1)
-    result["stack"]["app_status"] = str(status.status) if status else None
-    if status is not None:
-        result["stack"]["deployments"] = {
-            name: {"status": str(d.status), "message": d.message[:2000]}
-            for name, d in status.deployments.items()
-        }
-    ok = status is not None and status.status == "RUNNING"
-    log("stack status:", result["stack"]["app_status"], f"after {result['stack']['deploy_s']} s")
+    ok = deploy_stack(args, 0, result["stack"], deadline)
     # The proof: the replica's placement group, bundle -> node, and Ray's GPU accounting.
     try:
         from ray.util import placement_group_table
@@ -399,39 +407,44 @@ def main_() -> int:
             log("bare vLLM ready:", ok, result["bare"]["start_s"], "s")
         result["gpu_processes"] = sampler.processes()
         log("GPU processes:", result["gpu_processes"])
-        targets = []  # (target, base URL, model)
-        if stack_ok:
-            targets += [(f"stack:{m}", stack_base, m) for m in a.served_names]
-        if result["bare"].get("ready"):
-            targets.append(("bare", bare_base, a.served_names[0]))
+        bare = [("bare", bare_base, a.served_names[0])] if result["bare"].get("ready") else []
         result["greedy_probe"] = {}
-        for name, base, model in targets:
-            try:
-                result["greedy_probe"][name] = greedy_probe(base, model)
-            except Exception as error:
-                result["greedy_probe"][name] = {"error": repr(error)}
-        texts = {probe.get("text") for probe in result["greedy_probe"].values()}
-        result["greedy_equal_stack_vs_bare"] = len(targets) > 1 and len(texts) == 1
         concurrencies = [int(c) for c in a.concurrency.split(",")]
         prompts = [int(n) for n in a.prompts.split(",")]
-        for rnd in range(a.rounds):
-            order = targets if rnd % 2 == 0 else list(reversed(targets))
-            for conc, num in zip(concurrencies, prompts):
-                for name, base, model in order:
-                    if conc == 1 and name.startswith("stack:") and model != a.served_names[0]:
-                        continue  # stack settings that differ only once streams overlap
-                    if time.monotonic() > hard_deadline - 25:
-                        result["notes"].append(f"stopped before round {rnd} c={conc} {name}: budget")
-                        raise TimeoutError("budget")
-                    summary = run_bench(a, name, base, model, conc, num,
-                                        f"r{rnd}_c{conc}_{name.replace(':', '-')}", a.out, sampler)
-                    summary["round"] = rnd
-                    result["runs"].append(summary)
-                    if name.startswith("stack:") and "gpu_metrics" not in result["stack"]:
-                        # Read while the GPU is busy: the stack's own GPU stats, not the bench's.
-                        result["stack"]["gpu_metrics"] = stack_gpu_metrics()
-                        log("GPU stats in the stack's metrics:", result["stack"]["gpu_metrics"][:8])
-                    (a.out / "issue10.json").write_text(json.dumps(result, indent=1, default=str))
+        # One phase per model of the config (the stack's settings differ, the engine not):
+        # the first is deployed above, each later one replaces it.
+        for phase, model in enumerate(a.served_names):
+            if phase and stack_ok:
+                record = result["stack"].setdefault("redeploys", {}).setdefault(model, {})
+                stack_ok = deploy_stack(config["applications"][0]["args"], phase, record,
+                                        hard_deadline - 60)
+            targets = ([(f"stack:{model}", stack_base, model)] if stack_ok else []) + bare
+            for name, base, served in targets:
+                if name not in result["greedy_probe"]:
+                    try:
+                        result["greedy_probe"][name] = greedy_probe(base, served)
+                    except Exception as error:
+                        result["greedy_probe"][name] = {"error": repr(error)}
+            texts = {probe.get("text") for probe in result["greedy_probe"].values()}
+            result["greedy_equal_stack_vs_bare"] = len(result["greedy_probe"]) > 1 and len(texts) == 1
+            for rnd in range(a.rounds):
+                order = targets if rnd % 2 == 0 else list(reversed(targets))
+                for conc, num in zip(concurrencies, prompts):
+                    if phase and conc == 1:
+                        continue  # the phases' settings differ only once streams overlap
+                    for name, base, served in order:
+                        if time.monotonic() > hard_deadline - 25:
+                            result["notes"].append(f"stopped before {model} round {rnd} c={conc} {name}: budget")
+                            raise TimeoutError("budget")
+                        tag = f"p{phase}_r{rnd}_c{conc}_{name.split(':')[0]}"
+                        summary = run_bench(a, name, base, served, conc, num, tag, a.out, sampler)
+                        summary.update(round=rnd, phase=phase)
+                        result["runs"].append(summary)
+                        if name.startswith("stack:") and "gpu_metrics" not in result["stack"]:
+                            # Read while the GPU is busy: the stack's own GPU stats, not the bench's.
+                            result["stack"]["gpu_metrics"] = stack_gpu_metrics()
+                            log("GPU stats in the stack's metrics:", result["stack"]["gpu_metrics"][:8])
+                        (a.out / "issue10.json").write_text(json.dumps(result, indent=1, default=str))
     except TimeoutError:
         log("budget reached")
     except Exception:
