@@ -5,6 +5,8 @@ time to first token and a set rate per request, with the same replies as `LLMEng
 (an `ErrorReply`, a whole-response dict, or SSE pieces). It isolates the serving layer
 (proxy, ingress, Ray transport) for overhead benchmarks, and gives the autoscaling tests
 replicas that start fast. Enabled per model by `simulated_engine:` in a config.
+On a GPU placement it also holds the replica's other bundles with placeholder workers
+(`deployments.simulated_workers`), so a lost node fails it as it fails vLLM.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig, SimulatedEngineConfig
 from deployments.errors import bad_request
+from deployments.simulated_workers import PlaceholderWorkers
 from deployments.stream_batching import StreamBatcher
 
 _TOKEN = " token"
@@ -33,6 +36,9 @@ class SimulatedLLMEngine:
         self._waiting = 0
         self._recent = RecentRequests()
         self._batcher = StreamBatcher(model.stream_batching)
+        self._workers = (
+            None if model.placement.accelerator == "CPU" else PlaceholderWorkers.for_this_replica()
+        )
 
     async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
         async for item in self._serve("chat.completion", body):
@@ -54,7 +60,7 @@ class SimulatedLLMEngine:
             self._waiting -= 1
             self._running += 1
             try:
-                await asyncio.sleep(self.timing.ttft_s)
+                await self._decode(self.timing.ttft_s)
                 now = time.monotonic()
                 self._recent.first_token(now - arrived_at, now)
                 if body.get("stream"):
@@ -62,7 +68,7 @@ class SimulatedLLMEngine:
                     async for piece in self._batcher.batched(pieces):
                         yield piece
                 else:
-                    await asyncio.sleep((max_tokens - 1) / self.timing.tokens_per_s)
+                    await self._decode((max_tokens - 1) / self.timing.tokens_per_s)
                     yield self._response(kind, max_tokens)
             finally:
                 self._running -= 1
@@ -75,7 +81,7 @@ class SimulatedLLMEngine:
         for index in range(max_tokens):
             if index:
                 # Absolute schedule: a late wake-up does not slow the rest of the stream.
-                await asyncio.sleep(max(0.0, started + index * interval - time.monotonic()))
+                await self._decode(max(0.0, started + index * interval - time.monotonic()))
             last = index == max_tokens - 1
             choice = {"index": 0, "finish_reason": "length" if last else None}
             if chunk_kind == "chat.completion.chunk":
@@ -90,6 +96,14 @@ class SimulatedLLMEngine:
                      "choices": [], "usage": _usage(max_tokens)}  # fmt: skip
             yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
+
+    async def _decode(self, seconds: float) -> None:
+        # With placeholder workers, a worker lost meanwhile fails the request at once, as a
+        # dead vLLM worker does; the ingress turns that into a 503 or a stream's error event.
+        if self._workers is None:
+            await asyncio.sleep(seconds)
+        else:
+            await self._workers.run_for(seconds)
 
     def _response(self, kind: str, max_tokens: int) -> dict:
         text = _TOKEN * max_tokens
@@ -127,7 +141,9 @@ class SimulatedLLMEngine:
         }
 
     async def check_health(self) -> None:
-        return None
+        # Raises once a placeholder worker is dead; Serve then replaces this replica.
+        if self._workers is not None:
+            await self._workers.check()
 
 
 def _usage(completion_tokens: int) -> dict:
