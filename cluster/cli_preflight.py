@@ -1,10 +1,10 @@
 """`python -m cluster preflight CONFIG --address ADDRESS`: check a live cluster for every GPU model
 of a Serve config before deploying it.
 
-Per node of the model's GPU type: GPU count, free GPU memory (NVML), /dev/shm, free disk for
-the weights (unless already staged), fabric/NCCL environment; then whether the replica's
-placement group can be reserved right now (reserved and released at once). Prints a table per
-model. Exit codes: 0 nothing failed, 1 a check failed, 2 a bad config or no cluster.
+Per node of the model's GPU type: GPU count, free GPU memory (NVML), /dev/shm, weights staged
+and verified (yes/no, as `stage` left them), free disk for the weights (unless already staged),
+fabric/NCCL environment; then whether the replica's placement group can be reserved right now
+(reserved and released at once). Prints a table per model. Exit codes: 0 nothing failed, 1 a check failed, 2 a bad config or no cluster.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cluster.config_plan import weight_bytes_for_model
 from cluster.placement import PlacementInfeasibleError, ReplicaLayout
 from cluster.placement_ray import DEFAULT_RESERVE_TIMEOUT_S, cluster_nodes, reserved
 from cluster.preflight import DEFAULT_MIN_SHM_BYTES, Check, evaluate, format_table, probe_node
@@ -73,6 +74,8 @@ def preflight_model(
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from cluster.staging_ray import node_statuses
+
     layout = ReplicaLayout.from_model(model)
     nodes = cluster_nodes()
     # Probes hold no CPU: a busy node must still answer.
@@ -85,6 +88,12 @@ def preflight_model(
         if node.accelerator == layout.accelerator
     ]
     probes = ray.get(refs)
+    weights = model.weights
+    staged = (
+        node_statuses(weights, [p.node_id for p in probes])
+        if weights is not None and weights.is_staged
+        else None
+    )
     try:
         with reserved(layout, reserve_timeout_s) as reservation:
             placement_error = None
@@ -97,24 +106,13 @@ def preflight_model(
         layout,
         nodes,
         probes,
-        weight_bytes(model),
+        weight_bytes_for_model(model),
+        staged,
         model.engine_args.get("gpu_memory_utilization", 0.9),
         placement_error,
         placement_detail,
         min_shm_bytes,
     )
-
-
-def weight_bytes(model: ModelConfig) -> int | None:
-    """The checkpoint's size from the catalog, at the precision the config loads."""
-    if model.catalog_id is None:
-        return None
-    from cluster.catalog import get_model
-    from cluster.config_plan import checkpoint_precision
-    from cluster.weights import total_weight_bytes, weight_format
-
-    spec = get_model(model.catalog_id)
-    return total_weight_bytes(spec, weight_format(spec, checkpoint_precision(model)))
 
 
 def _stages(layout: ReplicaLayout, bundle_nodes: dict[int, str]) -> str:

@@ -1,24 +1,25 @@
 """Preflight: is a live cluster ready for a model, before a 20-minute weight load finds out?
 
 Two halves. `probe_node` runs on one node (no Ray in it): what NVML says about its GPUs, the
-size of /dev/shm, the staging disk and whether the weights are already staged there, and the
-fabric/NCCL environment a worker would inherit. `evaluate` is pure: the probes, the cluster's
-GPU counts, the weight size and the outcome of a placement-group reservation in; one row per
-check out, each PASS, WARN (worth a look, not fatal), SKIP (could not be checked, and why) or
-FAIL. `cli_preflight` connects the two to a cluster and prints them.
+size of /dev/shm, the staging disk, and the fabric/NCCL environment a worker would inherit.
+`evaluate` is pure: the probes, the cluster's GPU counts, the weight size, each node's staged
+copy (as `cluster.staging_ray.node_statuses` reports it) and the outcome of a placement-group
+reservation in; one row per check out, each PASS, WARN (worth a look, not fatal), SKIP (could
+not be checked, and why) or FAIL. `cli_preflight` connects the two to a cluster and prints them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from cluster.placement import Frozen, NodeResources, ReplicaLayout
+from cluster.staging_ray import NodeResult
 
 Status = Literal["PASS", "WARN", "SKIP", "FAIL"]
 
@@ -49,8 +50,6 @@ class NodeProbe(Frozen):
     shm_bytes: int | None
     staging_root: str
     staging_usable_bytes: int
-    staged: bool
-    staged_detail: str
     fabric_env: dict[str, str]
     rdma_devices: tuple[str, ...]
 
@@ -63,19 +62,17 @@ class Check(Frozen):
 
 
 def probe_node(node_id: str, weights=None) -> NodeProbe:
-    """Run on the node itself; `weights` is the config's WeightsSource (None: not staged)."""
+    """Run on the node itself; `weights` is the config's WeightsSource (None: no weights)."""
     import socket
 
-    from cluster.staging import staged_copy_status, staging_root, usable_bytes
+    from cluster.staging import staging_root, usable_bytes
 
     gpus, nvml_error = _nvml_gpus()
     try:
         shm = shutil.disk_usage("/dev/shm").total
     except OSError:
         shm = None
-    staged_source = weights is not None and weights.local is None
-    root = staging_root(weights.staging_dir if staged_source else None)
-    verdict = staged_copy_status(weights.staged_directory()) if staged_source else None
+    root = staging_root(weights.staging_dir if weights is not None and weights.is_staged else None)
     return NodeProbe(
         node_id=node_id,
         hostname=socket.gethostname(),
@@ -84,8 +81,6 @@ def probe_node(node_id: str, weights=None) -> NodeProbe:
         shm_bytes=shm,
         staging_root=str(root),
         staging_usable_bytes=usable_bytes(root),
-        staged=bool(verdict and verdict.ok),
-        staged_detail=verdict.detail if verdict else "weights are not staged (local model)",
         fabric_env={k: v for k, v in os.environ.items() if k.startswith(FABRIC_ENV_PREFIXES)}
         | ({"VLLM_HOST_IP": os.environ["VLLM_HOST_IP"]} if "VLLM_HOST_IP" in os.environ else {}),
         rdma_devices=tuple(sorted(p.name for p in _RDMA_DEVICES.glob("*"))),
@@ -123,18 +118,22 @@ def evaluate(
     nodes: Sequence[NodeResources],
     probes: Sequence[NodeProbe],
     weight_bytes: int | None,
+    staged: Mapping[str, NodeResult] | None,
     gpu_memory_utilization: float,
     placement_error: str | None,
     placement_detail: str,
     min_shm_bytes: int = DEFAULT_MIN_SHM_BYTES,
 ) -> list[Check]:
-    """Every check's row; nodes and probes are those of the layout's GPU type."""
+    """Every check's row; nodes and probes are those of the layout's GPU type. `staged`: each
+    probed node's staged copy by node id; None when the weights are not staged (used in place)."""
     checks = [_gpu_nodes(layout, nodes)]
     checks += _gpu_memory(layout, probes, gpu_memory_utilization)
     for probe in probes:
         node = probe.node_id[:12]
+        copy = staged[probe.node_id] if staged is not None else None
         checks.append(_shm(node, probe, min_shm_bytes))
-        checks.append(_disk(node, probe, weight_bytes))
+        checks.append(_staged(node, copy))
+        checks.append(_disk(node, probe, weight_bytes, copy))
         checks.append(_fabric(node, probe, layout))
     checks.append(
         Check(
@@ -233,9 +232,28 @@ def _shm(node: str, probe: NodeProbe, min_shm_bytes: int) -> Check:
     )
 
 
-def _disk(node: str, probe: NodeProbe, weight_bytes: int | None) -> Check:
-    if probe.staged:
-        return Check(check="disk for weights", node=node, status="PASS", detail=probe.staged_detail)
+def _staged(node: str, copy: NodeResult | None) -> Check:
+    # A replica refuses to start on a node without a complete copy, so "no" fails preflight.
+    name = "weights staged and verified"
+    if copy is None:
+        return Check(
+            check=name, node=node, status="SKIP", detail="not staged: the weights are used in place"
+        )
+    if copy.ok:
+        return Check(check=name, node=node, status="PASS", detail=f"yes: {copy.detail}")
+    return Check(
+        check=name,
+        node=node,
+        status="FAIL",
+        detail=f"no: {copy.detail}; run `python -m cluster stage <config>` first",
+    )
+
+
+def _disk(node: str, probe: NodeProbe, weight_bytes: int | None, copy: NodeResult | None) -> Check:
+    if copy is not None and copy.ok:
+        return Check(
+            check="disk for weights", node=node, status="PASS", detail="the staged copy is there"
+        )
     usable = probe.staging_usable_bytes
     if weight_bytes is None:
         return Check(
