@@ -133,7 +133,11 @@ class AutoscalingConfig(BaseModel):
         description="spacing of the policy's samples; Serve pushes replica metrics every 10 s",
     )
     expected_cold_start_s: float = Field(
-        600.0, gt=0, description="seconds from asking for a replica to its first request"
+        600.0,
+        gt=0,
+        description="seconds from asking for a replica to its first request; unless set, the "
+        "builder fills in the model's estimate (cluster.cold_start: staged weights per node / "
+        "measured load bandwidth + engine init) where the catalog knows its checkpoint",
     )
     forecast_horizon_s: float | None = Field(
         None,

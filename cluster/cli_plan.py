@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from cluster.catalog import Precision, gpus
+from cluster.cold_start import describe
 from cluster.planner import InfeasiblePlanError, Plan, PlanRequest, plan
 
 
@@ -126,6 +127,7 @@ def format_plan(p: Plan) -> str:
             f"max_model_len={p.context} max_num_seqs={p.max_num_seqs} "
             f"gpu_memory_utilization={p.gpu_memory_utilization} kv_cache_dtype={p.kv_cache_dtype}",
         ),
+        ("cold start", describe(p.cold_start)),
         ("Ray", f"accelerator_type:{p.ray_accelerator_type}"),
         (
             "machines",

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Literal
 
 from cluster.catalog import Precision, get_model
+from cluster.cold_start import ColdStartEstimate, estimate_cold_start
 from cluster.kv_cache import KvCacheDtype
 from cluster.planner import Plan, PlanRequest, plan
+from cluster.weights import total_weight_bytes, weight_format
 from deployments.config import ModelConfig
 
 
@@ -66,6 +68,32 @@ def checkpoint_precision(model_config: ModelConfig) -> Precision | Literal["nati
         if repo is not None and checkpoint.hf_repo.lower() == repo.lower():
             return checkpoint.precision
     return "native"
+
+
+def weight_bytes_for_model(model_config: ModelConfig) -> int | None:
+    """The checkpoint's size from the catalog, at the precision the config loads; None without
+    a catalog_id."""
+    if model_config.catalog_id is None:
+        return None
+    spec = get_model(model_config.catalog_id)
+    return total_weight_bytes(spec, weight_format(spec, checkpoint_precision(model_config)))
+
+
+def cold_start_for_model(model_config: ModelConfig) -> ColdStartEstimate | None:
+    """The cold start of one replica of `model_config` as configured (its PP and accelerator);
+    None where the catalog's checkpoint is not what the replica loads: no catalog_id, a twin's
+    random weights, or a simulated engine."""
+    weights = model_config.weights
+    if weights is None or weights.twin is not None or model_config.simulated_engine is not None:
+        return None
+    weight_bytes = weight_bytes_for_model(model_config)
+    if weight_bytes is None:
+        return None
+    return estimate_cold_start(
+        weight_bytes,
+        model_config.parallelism.pipeline_parallel_size,
+        model_config.placement.accelerator,
+    )
 
 
 def _planner_kv_cache_dtype(kv_cache_dtype: str) -> KvCacheDtype:

@@ -37,6 +37,7 @@ from cluster.catalog import (
     gpus,
     machine_types,
 )
+from cluster.cold_start import ColdStartEstimate, estimate_cold_start
 from cluster.kv_cache import (
     KvCacheDtype,
     kv_bytes_per_token,
@@ -196,6 +197,9 @@ class Plan(Frozen):
         description="sequences of `context` tokens the KV cache holds"
     )
 
+    cold_start: ColdStartEstimate = Field(
+        description="a replica's start on nodes with a staged copy, and the fetch before it"
+    )
     reasons: tuple[str, ...]
     unverified_facts: tuple[str, ...]
 
@@ -424,6 +428,7 @@ def _plan_from(
         kv_bytes_per_sequence_per_gpu=binding.kv_bytes_per_sequence,
         kv_cache_tokens=min(s.kv_cache_tokens for s in chosen.stages),
         max_concurrent_sequences=chosen.max_concurrent_sequences,
+        cold_start=estimate_cold_start(total_weights, layout.pipeline_parallel_size, gpu.id),
         reasons=tuple(reasons),
         unverified_facts=model.unverified_facts,
     )

@@ -14,6 +14,7 @@ from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
 from autoscaling.config import AutoscalingConfig
+from cluster.config_plan import cold_start_for_model
 from cluster.placement import REPLICA_ACTOR_CPUS, ReplicaLayout, placement_options
 from deployments.config import AppConfig, ModelConfig
 from deployments.engine import LLMEngine
@@ -79,6 +80,10 @@ def serve_autoscaling(model: ModelConfig) -> AutoscalingConfig | None:
     if model.placement.accelerator == "CPU" and "capacity_source" not in config.model_fields_set:
         # CPU replicas hold no GPUs: a count of free GPU gangs would always be zero.
         config = config.model_copy(update={"capacity_source": "unbounded"})
+    cold_start = cold_start_for_model(model)
+    if cold_start is not None and "expected_cold_start_s" not in config.model_fields_set:
+        # The policy sizes the fleet one cold start ahead: this model's, not a generic one.
+        config = config.model_copy(update={"expected_cold_start_s": cold_start.total_s})
     tp = model.parallelism.tensor_parallel_size
     return config.for_replica(
         gpus_per_replica=model.parallelism.workers,
