@@ -41,17 +41,14 @@ MODEL = "sim"
 
 # name -> (extra environment for the Ray cluster, stream_batching section of the model)
 VARIANTS: dict[str, tuple[dict[str, str], dict | None]] = {
-    # What a config gets by default.
+    # What a config gets by default (cluster/data/serving_env.yaml included).
     "default": ({}, None),
     # One Ray message per token, as before stream batching existed.
     "no-batching": ({}, {"max_delay_ms": 0}),
-    # Serve runs replica code on its main event loop instead of a thread of its own.
-    "main-loop": ({"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, None),
-    # ... and Serve's handles route on the caller's loop too.
-    "one-loop": (
-        {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
-        None,
-    ),
+    # Serve's default: replica code on a thread and event loop of its own.
+    "separate-thread": ({"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}, None),
+    # Serve's handles route on the caller's loop too, not on a router loop of their own.
+    "router-on-main-loop": ({"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}, None),
 }
 
 
@@ -164,7 +161,7 @@ class Cluster:
         env, batching = VARIANTS[variant]
         self._saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
-        init_local_ray(num_cpus=16)
+        init_local_ray(num_cpus=16, log_to_driver=False)
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(app_args(rate, batching)), name="overhead", route_prefix="/")
