@@ -36,10 +36,13 @@ class StreamBatcher:
                 if sent_at is not None and not gathered.ended:
                     hold_s = self._config.delay_s(self.streams_in_flight)
                     await gathered.wait_for_end(sent_at + hold_s - time.monotonic())
+                # Read before the yield: while this generator waits at the yield the
+                # stream may add its last pieces and end; those go out on the next turn.
+                ended = gathered.ended
                 if gathered.pieces:
                     yield gathered.take()
                     sent_at = time.monotonic()
-                if gathered.ended:
+                if ended:
                     gathered.raise_failure()
                     return
         finally:

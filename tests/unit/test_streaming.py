@@ -92,6 +92,28 @@ def test_pieces_that_piled_up_travel_together_without_a_delay():
     assert len(pieces) < 6
 
 
+def test_pieces_that_arrive_while_the_consumer_is_away_are_all_sent():
+    # Serve may resume the generator long after a yield (replica code on its main loop):
+    # the stream can add its last pieces and end meanwhile; none may be lost.
+    async def scenario():
+        async def source():
+            yield "a"
+            await asyncio.sleep(0)
+            for piece in "bcd":
+                yield piece
+
+        shared = batcher()
+        shared.streams_in_flight = 3
+        received = []
+        async for piece in shared.batched(source()):
+            received.append(piece)
+            await asyncio.sleep(0.02)  # the consumer is away; the source ends meanwhile
+        return received
+
+    received = asyncio.run(scenario())
+    assert "".join(received) == "abcd"
+
+
 def test_a_source_failure_is_raised_after_its_pieces():
     async def scenario():
         async def source():
