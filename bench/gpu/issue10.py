@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 import urllib.request
 from pathlib import Path
 
@@ -321,6 +322,10 @@ def run_bench(a, target: str, base: str, model: str, concurrency: int, num_promp
     end = time.time()
     summary = {k: v for k, v in (res or {}).items() if k not in SUMMARY_KEYS_DROP
                and not isinstance(v, (list, dict))}
+    # Why requests failed, counted by message: the per-run files may not come back.
+    failures = Counter(str(e)[:200] for e in (res or {}).get("errors") or [] if e)
+    if failures:
+        summary["failures"] = dict(failures.most_common(5))
     summary.update(target=target, concurrency=concurrency, num_prompts=num_prompts, tag=tag,
                    wall_s=round(end - start, 2), gpu=sampler.window(start, end))
     log(f"bench {tag}: out tok/s={summary.get('output_throughput')}",
