@@ -171,6 +171,32 @@ def test_a_request_past_its_timeout_is_cancelled(gateway_url):
     assert client.chat.completions.create(model="sim-timeout", messages=HI, max_tokens=2).usage
 
 
+def test_every_concurrent_stream_carries_all_its_tokens_and_its_end(gateway_url):
+    # Under load the engine sends a stream's pieces in fewer messages
+    # (deployments.stream_batching): nothing may be lost on the way, the end least of all.
+    async def one(client: openai.AsyncOpenAI) -> tuple[int, int | None]:
+        stream = await client.chat.completions.create(
+            model="sim-open", messages=HI, max_tokens=50, stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        text, completion_tokens = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage:
+                completion_tokens = chunk.usage.completion_tokens
+        return text.count(" token"), completion_tokens
+
+    async def scenario() -> list[tuple[int, int | None]]:
+        client = openai.AsyncOpenAI(
+            base_url=f"{gateway_url}/v1", api_key=FULL_KEY, max_retries=0, timeout=60
+        )
+        async with client:
+            return await asyncio.gather(*(one(client) for _ in range(128)))
+
+    assert asyncio.run(scenario()) == [(50, 50)] * 128
+
+
 def test_keys_never_reach_the_logs(gateway_url):
     import ray
 
