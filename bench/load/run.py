@@ -64,6 +64,8 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, rng: rand
         "ignore_eos": True,
         "stream": stream,
     }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     try:
         if not stream:
             reply = await client.post(f"{url}/v1/chat/completions", json=body)
@@ -75,11 +77,16 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, rng: rand
             if reply.status_code != 200:
                 await reply.aread()
                 return ("refused" if reply.status_code in CLEAN_REFUSALS else "error"), reply.status_code
-            last = ""
+            last, completion_tokens = "", None
             async for line in reply.aiter_lines():
                 if line.startswith("data: "):
                     last = line
-            return ("completed" if last == "data: [DONE]" else "stream cut"), 200
+                    if '"usage"' in line and line != "data: [DONE]":
+                        usage = json.loads(line[len("data: ") :]).get("usage") or {}
+                        completion_tokens = usage.get("completion_tokens", completion_tokens)
+            if last != "data: [DONE]":
+                return "stream cut", 200
+            return ("completed" if completion_tokens == max_tokens else "wrong token count"), 200
     except httpx.HTTPError as error:
         return f"transport: {type(error).__name__}", 0
 
