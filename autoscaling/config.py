@@ -122,6 +122,22 @@ class AutoscalingConfig(BaseModel):
         description="scale down only to a count that keeps this fraction of headroom (on top "
         "of spare_replicas) over the most replicas needed during the whole downscale delay",
     )
+    trend_confidence_se: float = Field(
+        1.0,
+        ge=0,
+        description="the arrival trend is extrapolated at its fitted slope less this many "
+        "standard errors (a lower confidence bound): every scale-up is held for a downscale "
+        "delay, so extrapolating a noisy slope's upward errors would ratchet the fleet up; "
+        "spare_replicas covers a rise the bound leaves out",
+    )
+    upscale_noise_tolerance: float = Field(
+        2.0,
+        ge=0,
+        description="a need above the fleet by less than this many standard deviations of the "
+        "arrival rate's noise (turned into replicas by Little's law; at most half of "
+        "spare_replicas) orders no replica: the spare replicas absorb it, and a replica "
+        "ordered on noise would be held for a whole downscale delay",
+    )
     trend_window_s: float = Field(
         300.0,
         gt=0,

@@ -14,6 +14,14 @@ How the decision works
   bigger batches that decode slower, so each holds more requests); Little's law turns it
   into requests in flight. A trend counts only when it rises out of its own noise, and a
   step is provisioned for as it is, not extrapolated (see `_rising_trend`).
+* Noise: a scale-up is kept for at least `downscale_delay_s`, so a scale-up on a noisy
+  estimate is a ratchet: each upward error orders a replica that the (noise-robust)
+  scale-down rules then hold. Scale-ups therefore act only on what shows beyond the noise:
+  the trend is extrapolated at its lower confidence bound (`trend_confidence_se` standard
+  errors under the fitted slope), and a need above the fleet by less than
+  `upscale_noise_tolerance` standard deviations of the arrival rate's noise (at most half
+  the spare replicas) orders nothing: the spare replicas absorb it. The scale-down side
+  keeps the unreduced need.
 * Memory: long contexts fill the KV cache before the batch slots; the mean KV usage over
   `kv_cache_usage_high_watermark` asks for proportionally more replicas.
 * Headroom: `spare_replicas` on top of the need (never more than the need itself), for the
@@ -107,7 +115,13 @@ class PolicyState(BaseModel):
         "oldest first",
     )
     arrival_trend: float = Field(
-        0.0, ge=0, description="rise of the arrival rate (requests/s per second) at the last sample"
+        0.0,
+        ge=0,
+        description="rise of the arrival rate (requests/s per second) at the last sample, at "
+        "its lower confidence bound",
+    )
+    arrival_noise: float = Field(
+        0.0, ge=0, description="standard deviation of one arrival-rate sample (requests/s)"
     )
     last_upscale_at: float | None = None
     last_downscale_at: float | None = None
@@ -157,8 +171,16 @@ def decide(
     # Little's law turns arrivals into requests in flight: each stays running/arrivals seconds.
     seconds_in_batch = signals.running / arrivals if arrivals > 0 else 0.0
     forecast = signals.demand + slope * config.horizon_s * seconds_in_batch
-    need_ahead = max(forecast / config.target_ongoing_requests_per_replica, memory_need)
+    per_replica = config.target_ongoing_requests_per_replica
+    need_ahead = max(forecast / per_replica, memory_need)
+    # Scale-down keeps the full need; a scale-up ignores what lies within the noise.
     state = _record_need(state, need_ahead)
+    # At most half the spare replicas: the other half stays headroom.
+    within_noise = min(
+        config.upscale_noise_tolerance * state.arrival_noise * seconds_in_batch / per_replica,
+        config.spare_replicas / 2,
+    )
+    need_beyond_noise = max(forecast / per_replica - within_noise, memory_need)
     target = fleet.target_replicas
     idle_s = _idle_s(state, fleet, now)
     if config.scale_to_zero and idle_s >= config.scale_to_zero_idle_s:
@@ -171,11 +193,12 @@ def decide(
         signals.ttft_p90_s is not None
         and signals.ttft_p90_s > config.ttft_pressure_ratio * config.ttft_target_s
     )
-    wanted = max(fleet.min_replicas, _with_spare(need_ahead, config))
+    wanted = max(fleet.min_replicas, _with_spare(need_beyond_noise, config))
     why = (
         f"demand {signals.demand:.0f} -> {forecast:.0f} in {config.horizon_s:.0f}s "
-        f"(arrivals {arrivals:.1f}/s, {slope * 60:+.2f}/s per min), "
-        f"kv {signals.kv_cache_usage:.2f}, need {need_ahead:.2f}"
+        f"(arrivals {arrivals:.1f}/s +- {state.arrival_noise:.1f}, {slope * 60:+.2f}/s per "
+        f"min), kv {signals.kv_cache_usage:.2f}, need {need_ahead:.2f} "
+        f"({need_beyond_noise:.2f} beyond noise)"
     )
     # Distress with nothing starting: the need estimate is too low for this traffic.
     # With replicas starting, adding more would double-count what is already coming.
@@ -289,13 +312,23 @@ def _observe(
     """Once per signal period: a new sample, and the arrival trend refitted on the window.
     Serve calls the policy ten times a second; the trend only changes with a sample."""
     idle_since = (state.idle_since if state.idle_since is not None else now) if idle else None
-    samples, trend = state.samples, state.arrival_trend
+    samples, trend, noise = state.samples, state.arrival_trend, state.arrival_noise
     if not samples or now - samples[-1][0] >= config.signal_period_s:
         keep_s = max(config.trend_window_s, config.downscale_delay_s)
         samples = tuple(s for s in samples if s[0] >= now - keep_s) + ((now, arrivals, 0.0),)
-        trend = _rising_trend(samples, now, config.trend_window_s)
+        # Serve's means overlap for look_back_period_s: samples that far apart are independent.
+        overlap = max(1, math.ceil(config.look_back_period_s / config.signal_period_s - _EPS))
+        trend = _rising_trend(
+            samples, now, config.trend_window_s, overlap, config.trend_confidence_se
+        )
+        noise = _sample_noise(samples, now, config.trend_window_s, overlap)
     return state.model_copy(
-        update={"samples": samples, "arrival_trend": trend, "idle_since": idle_since}
+        update={
+            "samples": samples,
+            "arrival_trend": trend,
+            "arrival_noise": noise,
+            "idle_since": idle_since,
+        }
     )
 
 
@@ -307,9 +340,14 @@ def _record_need(state: PolicyState, need: float) -> PolicyState:
 
 
 def _rising_trend(
-    samples: tuple[tuple[float, float, float], ...], now: float, window_s: float
+    samples: tuple[tuple[float, float, float], ...],
+    now: float,
+    window_s: float,
+    overlap: int = 1,
+    confidence_se: float = 0.0,
 ) -> float:
-    """How fast arrivals rise (requests/s per second) over the trend window; 0 if they don't.
+    """How fast arrivals surely rise (requests/s per second) over the trend window: the
+    fitted slope less `confidence_se` standard errors; 0 if they don't rise.
 
     Arrivals, unlike requests in flight, do not change when the fleet does, so the fleet's
     own scaling never looks like a trend. The slope is Theil-Sen's (the median of pairwise
@@ -322,6 +360,10 @@ def _rising_trend(
       pairs straddle it, leaves that half flat. A jump in load is provisioned for as it
       is, not extrapolated a cold start ahead.
     Half a window of history is required.
+
+    The standard error is the least-squares one, sigma / sqrt(sum (t - mean t)^2), with the
+    residuals' robust sigma, inflated by sqrt(`overlap`): consecutive samples are means over
+    overlapping windows, so only every `overlap`-th one is independent.
     """
     points = [(t, arrivals) for t, arrivals, _ in samples if t >= now - window_s]
     if len(points) < 3 or points[-1][0] - points[0][0] < window_s / 2:
@@ -335,7 +377,29 @@ def _rising_trend(
     rises_out_of_noise = slope * (points[-1][0] - points[0][0]) > _TREND_NOISE_MULTIPLE * noise
     if not rises_out_of_noise or len(recent_half) < 2 or _theil_sen(recent_half) <= 0:
         return 0.0
-    return slope
+    mean_t = statistics.fmean(t for t, _ in points)
+    spread = math.sqrt(sum((t - mean_t) ** 2 for t, _ in points))
+    standard_error = noise * math.sqrt(overlap) / spread
+    return max(0.0, slope - confidence_se * standard_error)
+
+
+def _sample_noise(
+    samples: tuple[tuple[float, float, float], ...], now: float, window_s: float, overlap: int
+) -> float:
+    """Standard deviation of one arrival-rate sample over the window; 0 (no tolerance)
+    until half a window of history and 4 pairs, as for the trend.
+
+    From differences of independent samples (`overlap` apart), robustly: a trend shifts
+    every difference alike and a step spoils only `overlap` of them, so neither passes for
+    noise, as they would around a level or a fitted line.
+    """
+    points = [(t, arrivals) for t, arrivals, _ in samples if t >= now - window_s]
+    rates = [arrivals for _, arrivals in points]
+    diffs = [b - a for a, b in zip(rates, rates[overlap:])]
+    if len(diffs) < 4 or points[-1][0] - points[0][0] < window_s / 2:
+        return 0.0
+    center = statistics.median(diffs)
+    return 1.4826 * statistics.median(abs(d - center) for d in diffs) / math.sqrt(2)
 
 
 def _theil_sen(points: list[tuple[float, float]]) -> float:

@@ -3,6 +3,7 @@ scale to zero; then the Serve adapter, the signals it reads and the capacity it 
 
 import logging
 import random
+import statistics
 
 import pytest
 from pydantic import ValidationError
@@ -10,7 +11,14 @@ from pydantic import ValidationError
 from autoscaling.capacity import ClusterCapacity, addable_replicas
 from autoscaling.cold_start import MIN_RETRY_AFTER_S, ColdStartGate
 from autoscaling.config import AutoscalingConfig
-from autoscaling.policy import STATE_KEY, FleetView, LLMAutoscalingPolicy, PolicyState, decide
+from autoscaling.policy import (
+    STATE_KEY,
+    FleetView,
+    LLMAutoscalingPolicy,
+    PolicyState,
+    _sample_noise,
+    decide,
+)
 from autoscaling.signals import (
     METRIC_ARRIVALS_PER_S,
     METRIC_KV_CACHE_USAGE,
@@ -63,17 +71,26 @@ def once(signals: FleetSignals, fleet_view: FleetView, *, state=None, addable=No
     )
 
 
-def replay(arrivals_at, target: int, seconds: float, every_s: float = 5.0, **load_kw):
-    """Call decide() every `every_s` on arrivals_at(t); the target follows the decisions.
-    Returns [(t, decision)]."""
-    state, decisions = PolicyState(), []
+def replay(
+    arrivals_at,
+    target: int,
+    seconds: float,
+    every_s: float = 5.0,
+    config=CONFIG,
+    state=None,
+    start_s: float = 0.0,
+    **load_kw,
+):
+    """Call decide() every `every_s` from `start_s` on arrivals_at(t); the target follows
+    the decisions. Returns [(t, decision)]."""
+    state, decisions = state or PolicyState(), []
     for i in range(int(seconds / every_s)):
-        t = i * every_s
+        t = start_s + i * every_s
         decision = decide(
             state=state,
             signals=load(arrivals_at(t), replicas=target, **load_kw),
             fleet=fleet(target),
-            config=CONFIG,
+            config=config,
             addable=None,
             now=t,
         )
@@ -111,6 +128,66 @@ def test_a_flat_noisy_load_is_not_a_trend():
 def test_a_step_is_provisioned_for_as_it_is_not_extrapolated():
     decisions = replay(lambda t: 20 if t < 600 else 40, target=replicas_for(20), seconds=1800)
     assert max(d.replicas for _, d in decisions) == replicas_for(40)
+
+
+def test_the_trend_is_extrapolated_at_its_lower_confidence_bound():
+    # 0.6 req/s per minute, clean and with noise around it. A fit on noise errs both ways,
+    # and the policy orders on its highest value: the bound keeps that near the true slope.
+    rng = random.Random(3)
+    noise = [rng.gauss(0, 0.5) for _ in range(120)]
+
+    def trends(noise, **knobs):
+        config = CONFIG.model_copy(update=knobs)
+        arrivals = lambda t: 20 + 0.01 * t + noise[int(t // 5)]  # noqa: E731
+        decisions = replay(arrivals, target=16, seconds=600, config=config)
+        return [d.state.arrival_trend for _, d in decisions]
+
+    clean = [0.0] * 120
+    # Without noise the bound is the slope itself.
+    assert trends(clean)[-1] == pytest.approx(0.01, rel=0.01)
+    assert trends(clean) == pytest.approx(trends(clean, trend_confidence_se=0.0))
+    fitted, bound = trends(noise, trend_confidence_se=0.0), trends(noise)
+    assert max(fitted) > 0.011 and max(bound) < 0.0105
+    assert 0 < bound[-1] < fitted[-1] - 0.001
+    assert trends(noise, trend_confidence_se=2.0)[-1] < bound[-1]
+
+
+def test_noise_around_a_level_orders_no_replica_the_spare_ones_absorb_it():
+    # 32 req/s needs 5.7 replicas: a blip of 1.6 sigma asks for a 7th one (plus the spare).
+    rng = random.Random(2)
+    noise = [rng.gauss(0, 1.0) for _ in range(720)]
+    noisy = lambda t: 32 + noise[int(t // 5)]  # noqa: E731
+    target = replicas_for(32)
+
+    def ups(config):
+        # The noise is measured on half a trend window first, with replicas to spare.
+        learned = replay(noisy, target=16, seconds=300, config=config)[-1][1].state
+        decisions = replay(noisy, target, 3300, config=config, state=learned, start_s=300)
+        assert 0.7 < decisions[-1][1].state.arrival_noise < 1.3
+        assert not any(d.reason.startswith("down") for _, d in decisions)
+        return sum(d.reason.startswith("up") for _, d in decisions)
+
+    assert ups(CONFIG) == 0
+    assert ups(CONFIG.model_copy(update={"upscale_noise_tolerance": 0.0})) >= 1
+
+
+def test_the_noise_tolerance_never_eats_more_than_half_the_spare_replicas():
+    # Noise far beyond the load: the tolerance is capped at one of the two spare replicas.
+    state = PolicyState(samples=((0.0, 40.0, 0.0),), arrival_noise=50.0)
+    decision = once(load(40, replicas=6), fleet(6), state=state, now=5.0)
+    assert decision.replicas == replicas_for(40) - CONFIG.spare_replicas // 2
+
+
+def test_sample_noise_is_measured_around_steps_and_ramps_not_inflated_by_them():
+    rng = random.Random(5)
+    noise = [rng.gauss(0, 2.0) for _ in range(300)]
+    step = lambda i: 20.0 if i < 150 else 60.0  # noqa: E731
+    ramp = lambda i: 20.0 + 0.5 * i  # noqa: E731
+    for level in (step, ramp):
+        samples = tuple((10.0 * i, level(i) + noise[i], 0.0) for i in range(300))
+        assert statistics.pstdev(a for _, a, _ in samples) > 10
+        assert 1.6 < _sample_noise(samples, now=2990.0, window_s=3000.0, overlap=3) < 2.4
+    assert _sample_noise(samples[:6], now=50.0, window_s=3000.0, overlap=3) == 0.0
 
 
 def test_holds_during_the_upscale_cooldown_unless_saturated():

@@ -26,6 +26,17 @@ def test_a_giant_replica_takes_about_ten_minutes_to_start():
     assert 540 <= ReplicaModel().cold_start_s <= 660
 
 
+def test_our_policy_is_told_the_cold_start_its_simulated_replicas_have():
+    # As the builder fills expected_cold_start_s with the model's estimate, the simulator
+    # fills it with its replica model's: the forecast horizon is the real wait for a replica.
+    setup = Setup()
+    config = setup.ours_config()
+    assert "expected_cold_start_s" in config.model_fields_set
+    assert config.horizon_s == pytest.approx(setup.replica.cold_start_s, abs=1)
+    slow = Setup(replica=ReplicaModel(weight_load_gb_per_s=0.5))
+    assert slow.ours_config().horizon_s == pytest.approx(slow.replica.cold_start_s, abs=1)
+
+
 def test_enough_replicas_meet_the_ttft_target_and_too_few_build_a_queue():
     enough = simulate(SHORT_STEADY, FixedFleet(7), initial_replicas=7, ttft_target_s=2.0)
     assert enough.slo_met_share > 0.999 and enough.p99_queue_delay_s == 0
@@ -125,15 +136,24 @@ def burst():
     return compare(traces.burst(), RAY_TARGET)
 
 
-def test_on_the_burst_ours_meets_the_ttft_goal_and_beats_rays_default_on_both(burst):
+def test_on_the_burst_ours_meets_the_whole_goal(burst):
     goal = burst.goal()
     assert goal.slo_met, burst.ours
     assert goal.better_than_ray_on_slo and goal.better_than_ray_on_gpu_hours
     assert burst.oracle.slo_met_share >= SLO_GOAL
-    # The cost goal is 1.3x the oracle; on this 60-min ramp we land at ~1.31x (results.md
-    # shows the seeds and why). Guard against regressions without hiding that.
-    assert goal.gpu_hours_ratio <= 1.35
+    # <= 1.3x the oracle's GPU-hours (~1.27x on this seed; results.md has the others).
+    assert goal.cost_met, goal
     assert burst.ours.reversals == 0
+
+
+def test_on_a_steady_load_ours_holds_the_spare_replicas_and_nothing_for_noise():
+    steady = compare(traces.steady(), RAY_TARGET)
+    spare = Setup().ours_config().spare_replicas
+    assert steady.ours.slo_met_share >= SLO_GOAL
+    # The oracle's fleet plus the spare ones; a replica ordered on a blip of the Poisson
+    # arrivals would be held for a whole downscale delay.
+    assert steady.ours.peak_replicas <= steady.oracle.peak_replicas + spare
+    assert steady.ours.reversals == 0
 
 
 def test_a_burst_rising_over_two_hours_meets_the_whole_goal():
