@@ -37,6 +37,11 @@ BURST_RAMPS_MIN = (15, 30, 60, 120)
 BURST_SEEDS = (3, 4, 5, 6, 7)
 # One knob at a time away from the defaults, on the burst: what each buys and costs.
 KNOB_VARIANTS = (
+    {"trend_confidence_se": 0.0, "upscale_noise_tolerance": 0.0},
+    {"trend_confidence_se": 0.0},
+    {"trend_confidence_se": 2.0},
+    {"upscale_noise_tolerance": 0.0},
+    {"upscale_noise_tolerance": 3.0},
     {"spare_replicas": 0},
     {"spare_replicas": 1},
     {"spare_replicas": 3},
@@ -278,7 +283,10 @@ def _knob_section(knobs: list[tuple[dict, SimResult]], burst: TraceComparison) -
         "Where the GPU-hours above the oracle's go, and what each knob buys with them. The "
         "spare replicas carry the first minutes of the ramp (without them the fleet saturates "
         "before the trend shows); the scale-down delay is the price of never releasing a "
-        "replica that would be needed again before it could restart.",
+        "replica that would be needed again before it could restart. A scale-up is held for "
+        "that delay, so one ordered on noise costs a replica for 10 min: with "
+        "trend_confidence_se=0 and upscale_noise_tolerance=0 (the policy before they existed) "
+        "every upward error of the fitted trend and every blip of the level ordered one.",
         "",
         *_table(
             ["change from the defaults", "within target", "x oracle GPU-hours",
@@ -317,7 +325,10 @@ def _ray_section(
 
 
 def _assumptions(setup: Setup) -> list[str]:
+    from cluster.cold_start import estimate_cold_start
+
     replica, config = setup.replica, setup.ours_config()
+    estimate = estimate_cold_start(round(replica.weights_gb * 1e9), 1, "H200")
     full_batch_tokens_s = replica.max_num_seqs / replica.step_s(replica.max_num_seqs)
     return [
         "## Assumptions",
@@ -357,7 +368,16 @@ def _assumptions(setup: Setup) -> list[str]:
         f"trend_window_s {config.trend_window_s:g}, hysteresis_band {config.hysteresis_band:g}, "
         f"downscale_delay_s {config.downscale_delay_s:g}, downscale_cooldown_s "
         f"{config.downscale_cooldown_s:g}, max_downscale_step {config.max_downscale_step}, "
-        f"upscale_cooldown_s {config.upscale_cooldown_s:g}.",
+        f"upscale_cooldown_s {config.upscale_cooldown_s:g}, trend_confidence_se "
+        f"{config.trend_confidence_se:g}, upscale_noise_tolerance "
+        f"{config.upscale_noise_tolerance:g}.",
+        f"- Cold start told to the policy: the replica model's own ({config.expected_cold_start_s:g}"
+        " s), as a deployment's builder fills `expected_cold_start_s` with "
+        "`cluster.cold_start`'s estimate. For this checkpoint that estimate is "
+        f"{estimate.total_s:,.0f} s today ({estimate.load_bytes_per_s / 1e9:.2f} GB/s, "
+        "measured on a CPU box's local disk, no GPU node measured yet) against the "
+        f"{replica.weight_load_gb_per_s} GB/s assumed here; a slower start makes every ramp "
+        "relatively steeper (see the ramp table).",
         "- Not modelled: replica failures, prefix caching, imbalance between replicas, "
         "preemption, the spread of output lengths within a class, the cluster autoscaler's node "
         "start time (nodes are there; capacity binds only at the cluster's size).",
