@@ -116,7 +116,9 @@ def _run_info() -> dict:
 
     try:
         commit = _git("rev-parse", "HEAD")
-        if _git("status", "--porcelain", "--", "autoscaling", "bench/autoscaling"):
+        # This script's own outputs do not count: a rerun finds the last run's there.
+        outputs = (":!bench/autoscaling/results.*", ":!bench/autoscaling/timeline.png")
+        if _git("status", "--porcelain", "--", "autoscaling", "bench/autoscaling", *outputs):
             commit += " + uncommitted changes to autoscaling/ or bench/autoscaling/"
     except (OSError, subprocess.CalledProcessError):
         commit = None
