@@ -30,6 +30,17 @@ class ClusterCapacity(BaseModel):
     )
 
 
+def node_pool_growth_gpus(
+    *, min_replicas: int, max_replicas: int, gpus_per_replica: int, gpus_per_node: int
+) -> int:
+    """GPUs the cluster autoscaler may add for one model: its GPU node pool and Ray worker group
+    grow from min_replicas' nodes to max_replicas' (terraform/modules/sizing: replicas x
+    ceil(gpus_per_replica / gpus_per_node) nodes; `cluster tfvars` takes both bounds from the
+    model's `autoscaling:`, min_replicas 0 with scale_to_zero)."""
+    nodes_per_replica = math.ceil(gpus_per_replica / gpus_per_node)
+    return max(0, max_replicas - min_replicas) * nodes_per_replica * gpus_per_node
+
+
 def addable_replicas(capacity: ClusterCapacity, config: AutoscalingConfig) -> int:
     """Replicas that can be placed now on top of those already asked for."""
     stage = config.stage_gpus

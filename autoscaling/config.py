@@ -183,7 +183,12 @@ class AutoscalingConfig(BaseModel):
         "nodes place (plus autoscaler_headroom_gpus); 'unbounded': leave it to Serve",
     )
     autoscaler_headroom_gpus: int = Field(
-        0, ge=0, description="GPUs the cluster autoscaler may add on top of the free ones"
+        0,
+        ge=0,
+        description="GPUs the cluster autoscaler may add on top of the free ones, so that a "
+        "replica may wait for a node that does not exist yet; unless set, the builder fills in "
+        "a GPU model's node-pool growth from min to max replicas (what `cluster tfvars` sizes "
+        "the Terraform pool and Ray worker group for); set 0 on a cluster that cannot grow",
     )
     capacity_refresh_s: float = Field(
         5.0, gt=0, description="how long a read of the cluster's free GPUs is reused"

@@ -13,6 +13,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
+from autoscaling.capacity import node_pool_growth_gpus
 from autoscaling.config import AutoscalingConfig
 from cluster.config_plan import cold_start_for_model
 from cluster.placement import REPLICA_ACTOR_CPUS, ReplicaLayout, placement_options
@@ -80,6 +81,20 @@ def serve_autoscaling(model: ModelConfig) -> AutoscalingConfig | None:
     if model.placement.accelerator == "CPU" and "capacity_source" not in config.model_fields_set:
         # CPU replicas hold no GPUs: a count of free GPU gangs would always be zero.
         config = config.model_copy(update={"capacity_source": "unbounded"})
+    if (
+        model.placement.accelerator != "CPU"
+        and config.capacity_source == "ray"
+        and "autoscaler_headroom_gpus" not in config.model_fields_set
+    ):
+        # A waiting replica is what makes the Ray autoscaler add a node: the policy may ask for
+        # the nodes the pool can still add (Terraform sizes it from these same bounds).
+        growth = node_pool_growth_gpus(
+            min_replicas=0 if config.scale_to_zero else config.min_replicas,
+            max_replicas=config.max_replicas,
+            gpus_per_replica=model.parallelism.workers,
+            gpus_per_node=model.placement.gpus_per_node,
+        )
+        config = config.model_copy(update={"autoscaler_headroom_gpus": growth})
     cold_start = cold_start_for_model(model)
     if cold_start is not None and "expected_cold_start_s" not in config.model_fields_set:
         # The policy sizes the fleet one cold start ahead: this model's, not a generic one.

@@ -58,12 +58,34 @@ def test_gpu_replica_facts_and_the_slo_reach_the_policy():
     assert (kwargs["gpus_per_replica"], kwargs["gpus_per_stage"]) == (16, 8)
     assert kwargs["ttft_target_s"] == 3.5
     assert kwargs["capacity_source"] == "ray"  # GPU placement counts free gangs
+    assert kwargs["autoscaler_headroom_gpus"] == 0  # one replica at most: the pool never grows
+
+
+def test_a_gpu_model_may_ask_for_the_nodes_its_pool_can_still_add():
+    def headroom(autoscaling, parallelism=None):
+        entry = model(
+            parallelism=parallelism or {"tensor_parallel_size": 8},
+            placement={"accelerator": "H200", "gpus_per_node": 8},
+            autoscaling=autoscaling,
+        )
+        options = engine_deployment_options(entry)
+        return options["autoscaling_config"]["policy"]["policy_kwargs"]["autoscaler_headroom_gpus"]
+
+    # Terraform sizes the pool for min..max replicas of one node each: 3 nodes may come.
+    assert headroom({"min_replicas": 1, "max_replicas": 4}) == 3 * 8
+    # Scaling to zero lets the pool go to zero nodes, and grow back to all of them.
+    assert headroom({"max_replicas": 4, "scale_to_zero": True}) == 4 * 8
+    # A TP 4 replica still gets a node of its own in the sizing (ceil(4 / 8) = 1).
+    assert headroom({"max_replicas": 3}, {"tensor_parallel_size": 4}) == 2 * 8
+    # A cluster that cannot grow says so, and is believed.
+    assert headroom({"max_replicas": 4, "autoscaler_headroom_gpus": 0}) == 0
 
 
 def test_cpu_placement_leaves_capacity_to_serve_unless_set():
     default = engine_deployment_options(model(autoscaling={"max_replicas": 3}))
     kwargs = default["autoscaling_config"]["policy"]["policy_kwargs"]
     assert kwargs["capacity_source"] == "unbounded"
+    assert kwargs["autoscaler_headroom_gpus"] == 0  # no GPU pool to grow
     assert default["max_queued_requests"] == 3 * model().limits.max_queued_requests_per_replica
     explicit = engine_deployment_options(
         model(autoscaling={"max_replicas": 3, "capacity_source": "ray"})

@@ -94,7 +94,9 @@ locals {
     spec = {
       rayVersion = var.ray_version
       # The Ray autoscaler (KubeRay in-tree sidecar) adds and removes GPU workers between
-      # minReplicas and maxReplicas; the cloud's node autoscaler follows the pods.
+      # minReplicas and maxReplicas; the cloud's node autoscaler follows the pods. It acts on
+      # pending placement groups: the LLM policy leaves replicas waiting up to the pool's growth
+      # (autoscaler_headroom_gpus; autoscaling/README.md, "Cluster level").
       enableInTreeAutoscaling = true
       autoscalerOptions = {
         version            = "v2"
