@@ -17,7 +17,6 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.serving.run import commit, free_port, machine  # noqa: E402
+from bench.common import free_port, provenance  # noqa: E402
 from cluster.local_ray import init_local_ray  # noqa: E402
 
 CLEAN_REFUSALS = {429, 503}
@@ -150,9 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     early = statistics.median(m for _, m in memory[:quarter])
     late = statistics.median(m for _, m in memory[-quarter:])
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "commit": commit(),
+        **provenance(),
         "config": str(options.config.relative_to(REPO)),
         "requests": options.requests,
         "concurrency": options.concurrency,

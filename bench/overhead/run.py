@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -35,7 +32,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.serving.run import commit, cpu_seconds, free_port, machine, summarise  # noqa: E402
+from bench.common import alternating, cpu_seconds, free_port, provenance, summarise  # noqa: E402
 
 MODEL = "sim"
 
@@ -235,8 +232,7 @@ def main(argv: list[str] | None = None) -> None:
 
     raw: dict[int, dict[str, list[dict]]] = {s: {v: [] for v in variants} for s in stream_counts}
     for round_index in range(options.rounds):
-        order = variants[round_index % len(variants):] + variants[: round_index % len(variants)]
-        for variant in order:
+        for variant in alternating(variants, round_index):
             cluster = Cluster(variant, options.rate)
             try:
                 for streams in stream_counts:
@@ -252,9 +248,7 @@ def main(argv: list[str] | None = None) -> None:
                 cluster.close()
 
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "commit": commit(),
+        **provenance(),
         "rate": options.rate,
         "tokens": options.tokens,
         "seconds": options.seconds,

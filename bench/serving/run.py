@@ -16,14 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -32,6 +28,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.common import alternating, cpu_seconds, free_port, provenance, summarise  # noqa: E402
 from cluster.local_ray import LOOPBACK_ENV, apply_loopback_env, init_local_ray  # noqa: E402
 from deployments.config import load_app_config  # noqa: E402
 
@@ -45,12 +42,6 @@ METRICS = {
 }
 BASELINE = "bare-vllm"
 PROMPTS_PER_CONCURRENCY = {1: 16, 16: 128, 64: 256}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(base_url: str, model: str, timeout_s: float = 600) -> None:
@@ -177,17 +168,6 @@ def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Pr
     return found
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_dir: Path,
                serving_layer: list[psutil.Process] | None = None) -> dict:  # fmt: skip
     result_file = out_dir / f"r{time.monotonic_ns()}.json"
@@ -215,31 +195,6 @@ def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_
         spent = cpu_seconds(serving_layer) - cpu_before
         result["serving_cpu_us_per_token"] = 1e6 * spent / max(1, result["total_output_tokens"])
     return result
-
-
-def summarise(samples: list[float]) -> dict:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "n": len(samples),
-    }
-
-
-def machine() -> dict:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "-C", str(REPO), "rev-parse", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write_report(results: dict, out: Path) -> None:
@@ -295,9 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                 bench_once(targets.urls[name], targets.model.name, targets.model_path, 4, Path(tmp))
             for concurrency in concurrencies:
                 for round_index in range(options.rounds):
-                    # Rotate the order each round so no target always runs first.
-                    order = names[round_index % len(names):] + names[: round_index % len(names)]
-                    for name in order:
+                    for name in alternating(names, round_index):
                         serving_layer = serving_layer_processes(
                             name, targets.bare_pid
                         )
@@ -316,9 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         targets.close()
 
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "commit": commit(),
+        **provenance(),
         "model": targets.model.name,
         "engine_args": targets.model.engine_args,
         "rounds": options.rounds,
