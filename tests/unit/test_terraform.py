@@ -138,6 +138,16 @@ def test_fmt_clean():
     assert rc == 0, f"terraform fmt would change:\n{out}{err}"
 
 
+def test_ray_containers_start_with_the_serving_env():
+    """The RayCluster spec's default environment is cluster/data/serving_env.yaml's."""
+    from cluster.ray_env import SERVING_ENV
+
+    variables = {}
+    for entry in _load(MODULES / "raycluster-spec" / "variables.tf")["variable"]:
+        variables.update(entry)
+    assert variables["serving_env"]["default"] == SERVING_ENV
+
+
 @pytest.mark.parametrize("module", ["sizing", "raycluster-spec"])
 def test_provider_free_module_tests(module, tmp_path):
     run = _terraform()

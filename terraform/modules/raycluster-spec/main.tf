@@ -15,11 +15,7 @@ locals {
     },
   ]
 
-  # The serving environment of every Ray node (why each value: the file's comments).
-  serving_env = [
-    for k, v in yamldecode(file("${path.module}/../../../cluster/data/serving_env.yaml")) :
-    { name = k, value = v }
-  ]
+  serving_env = [for k in sort(keys(var.serving_env)) : { name = k, value = var.serving_env[k] }]
 
   # KubeRay single-quotes JSON values inside $KUBERAY_GEN_RAY_START_CMD
   # (--resources='{"accelerator_type:H200": 1}'), so it must run through eval.

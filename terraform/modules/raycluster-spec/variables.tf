@@ -155,6 +155,15 @@ variable "worker_env" {
   default     = {}
 }
 
+variable "serving_env" {
+  description = "Environment of every Ray container, head and workers. The default is cluster/data/serving_env.yaml (its comments say why each value); tests/unit/test_terraform.py keeps the two equal."
+  type        = map(string)
+  default = {
+    RAY_worker_niceness                        = "0"
+    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD = "0"
+  }
+}
+
 variable "worker_setup_script" {
   description = "Shell run in the worker container before `ray start` (e.g. sourcing the NCCL plugin's environment). Non-empty turns on KubeRay's ray.io/overwrite-container-cmd."
   type        = string
