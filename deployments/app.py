@@ -146,6 +146,6 @@ def build_app(args: dict[str, Any]) -> Application:
         name="ingress",
         num_replicas=config.ingress.num_replicas,
         max_ongoing_requests=config.ingress.max_ongoing_requests,
-        ray_actor_options={"num_cpus": 1},
+        ray_actor_options={"num_cpus": 1, "label_selector": config.ingress.node_labels or None},
     )
     return ingress.bind(config, engines)

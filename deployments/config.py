@@ -407,6 +407,12 @@ class IngressConfig(StrictModel):
         4096, ge=1, description="open requests one ingress replica holds (streams included)"
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request body size limit")
+    node_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ray node labels the ingress replicas must run on, e.g. "
+        "{giantserve.io/pool: ray-head}: an ingress on a GPU node that is lost cuts every "
+        "stream it carries, for every model",
+    )
     auth: AuthConfig = AuthConfig()
     rate_limits: RateLimits = Field(
         RateLimits(),

@@ -48,6 +48,7 @@ def gpu_node(accelerator: str, gpus: int) -> dict:
 
 
 H100_NODE, L40S_NODE = gpu_node("H100", 2), gpu_node("L40S", 1)
+HEAD_LABELS = {"giantserve.io/pool": "ray-head"}
 
 
 def app_args(model: str, tp: int, pp: int, accelerator: str, gpus_per_node: int) -> dict:
@@ -62,7 +63,9 @@ def app_args(model: str, tp: int, pp: int, accelerator: str, gpus_per_node: int)
                 "placement": {"accelerator": accelerator, "gpus_per_node": gpus_per_node},
                 "limits": {"request_timeout_s": TIMEOUT_S},
             }
-        ]
+        ],
+        # On the head, as on a real cluster: a lost GPU node must not take the ingress along.
+        "ingress": {"node_labels": HEAD_LABELS},
     }
 
 
@@ -86,7 +89,7 @@ def cluster():
         fake = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 4, "num_gpus": 0, "node_ip_address": "127.0.0.1",
-                            "include_dashboard": False},  # fmt: skip
+                            "include_dashboard": False, "labels": HEAD_LABELS},  # fmt: skip
         )
         try:
             nodes = {
@@ -230,6 +233,12 @@ def test_lost_stage_node_fails_the_replica_through_its_workers(cluster):
         and info["State"] == "ALIVE"
     ]
     (stage_1,) = [name for name in ("l40s-a", "l40s-b") if nodes[name].node_id != replica_node]
+    ingress_nodes = {
+        info["Address"]["NodeID"]
+        for info in actors().values()
+        if info["ActorClassName"] == f"ServeReplica:{app}:ingress" and info["State"] == "ALIVE"
+    }
+    assert ingress_nodes == {fake.head_node.node_id}, "ingress.node_labels keeps it on the head"
 
     lost_at = time.monotonic()
     ended_after = stream_broken_by(lambda: fake.remove_node(nodes[stage_1]), url, model)
