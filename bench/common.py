@@ -7,9 +7,11 @@ import platform
 import socket
 import statistics
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +21,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_ready(base_url: str, model: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            reply = httpx.post(
+                f"{base_url}/v1/completions",
+                json={"model": model, "prompt": "hi", "max_tokens": 1},
+                timeout=30,
+            )
+            if reply.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"{base_url} did not answer within {timeout_s} s")
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:

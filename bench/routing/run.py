@@ -33,11 +33,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.common import wait_ready  # noqa: E402
 from cluster.local_ray import init_local_ray  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -132,23 +132,6 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            reply = httpx.post(
-                f"{url}/v1/completions",
-                json={"model": MODEL, "prompt": "hi", "max_tokens": 1},
-                timeout=30,
-            )
-            if reply.status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError("the application did not start serving")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefixes", type=int, default=8)
@@ -174,7 +157,7 @@ def main() -> None:
     try:
         for policy in POLICIES:
             serve.run(build_app(app_args(policy, args.kv_tokens)), name="routing", route_prefix="/")
-            wait_healthy(url)
+            wait_ready(url, MODEL, timeout_s=300)
             started = time.monotonic()
             results = asyncio.run(run_workload(url, requests, args.concurrency))
             measured[policy] = {**summarize(results), "wall_s": round(time.monotonic() - started, 1)}

@@ -22,13 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.common import alternating, cpu_seconds, free_port, provenance, summarise  # noqa: E402
+from bench.common import (  # noqa: E402
+    alternating, cpu_seconds, free_port, provenance, summarise, wait_ready,
+)
 from cluster.local_ray import LOOPBACK_ENV, apply_loopback_env, init_local_ray  # noqa: E402
 from deployments.config import load_app_config  # noqa: E402
 
@@ -42,23 +43,6 @@ METRICS = {
 }
 BASELINE = "bare-vllm"
 PROMPTS_PER_CONCURRENCY = {1: 16, 16: 128, 64: 256}
-
-
-def wait_ready(base_url: str, model: str, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            reply = httpx.post(
-                f"{base_url}/v1/completions",
-                json={"model": model, "prompt": "hi", "max_tokens": 1},
-                timeout=30,
-            )
-            if reply.status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    raise RuntimeError(f"{base_url} did not answer within {timeout_s} s")
 
 
 def engine_cli_flags(engine_args: dict) -> list[str]:
