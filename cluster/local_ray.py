@@ -7,6 +7,7 @@ listen on 127.0.0.1 and every test must send traffic only to this machine.
 from __future__ import annotations
 
 import os
+import socket
 
 from cluster.ray_env import SERVING_ENV
 
@@ -34,6 +35,18 @@ def apply_loopback_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def _own_haproxy_metrics_port() -> dict[str, str]:
+    """A metrics port of its own for this cluster's HAProxy.
+
+    Serve keeps HAProxy's files apart per node id already, but its metrics port is one
+    per machine (9101): right for a GPU node, not for two local clusters at once, e.g. a
+    test run beside `make serve`.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(probe.getsockname()[1])}
+
+
 def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
     """Start a new loopback-only Ray cluster, or join the one RAY_ADDRESS names.
 
@@ -44,6 +57,8 @@ def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
 
     apply_loopback_env()
     address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        os.environ.update(_own_haproxy_metrics_port())
     ray.init(
         address=address or "local",
         num_cpus=None if address else num_cpus,

@@ -98,7 +98,7 @@ class Ingress:
         }
         self._created = int(time.time())
         self._keys = load_key_ring(config.ingress.auth, config.ingress.rate_limits)
-        self._rate_limiter = RateLimiter()
+        self._rate_limiter = RateLimiter(replicas=config.ingress.num_replicas)
 
     @api.get("/health")
     async def health(self) -> dict:

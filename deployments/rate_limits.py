@@ -89,18 +89,24 @@ class _KeyBuckets:
 
 
 class RateLimiter:
-    """All keys' buckets in one ingress replica (each replica limits what passes through
-    it; with N ingress replicas a key gets up to N times its limit)."""
+    """All keys' buckets in one of `replicas` ingress replicas.
 
-    def __init__(self) -> None:
+    Each replica enforces 1/replicas of every limit: HAProxy balances connections across
+    the replicas (least connections), so a key's traffic, and its allowance, split about
+    evenly without the replicas sharing state on the request path.
+    """
+
+    def __init__(self, replicas: int = 1) -> None:
+        self._share = 1.0 / replicas
         self._buckets: dict[str, _KeyBuckets] = {}
 
     def _for(self, key: str, limits: RateLimits) -> _KeyBuckets:
         buckets = self._buckets.get(key)
         if buckets is None:
+            share = self._share
             buckets = _KeyBuckets(
-                TokenBucket(limits.requests_per_min) if limits.requests_per_min else None,
-                TokenBucket(limits.tokens_per_min) if limits.tokens_per_min else None,
+                TokenBucket(limits.requests_per_min * share) if limits.requests_per_min else None,
+                TokenBucket(limits.tokens_per_min * share) if limits.tokens_per_min else None,
             )
             self._buckets[key] = buckets
         return buckets

