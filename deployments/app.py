@@ -44,10 +44,15 @@ def engine_deployment_options(
         "health_check_timeout_s": 30,
         # Streams in flight finish before a replica stops (scale-down, redeploy).
         "graceful_shutdown_timeout_s": 300,
-        # Admission control: requests waiting for a replica slot are bounded (Serve counts
-        # them per caller, i.e. per ingress replica); past it the handle raises
-        # BackPressureError at once and the ingress answers 503 with Retry-After.
-        "max_queued_requests": model.limits.max_queued_requests_per_replica
+        # Admission control: past this many queued requests (Serve counts them per caller,
+        # i.e. per ingress replica) the handle raises BackPressureError at once and the
+        # ingress answers 503 with Retry-After. Serve counts a request as queued until a
+        # replica takes it, so a burst that free slots would take at once counts in full:
+        # the bound covers the replicas' slots too, or a burst of more than the queue's
+        # length into an idle fleet is refused (80 of 768 at c=256 on the H200).
+        "max_queued_requests": (
+            model.max_ongoing_requests + model.limits.max_queued_requests_per_replica
+        )
         * _most_replicas(model),
     }
     autoscaling = serve_autoscaling(model)

@@ -232,8 +232,10 @@ class LimitsConfig(StrictModel):
     max_queued_requests_per_replica: int = Field(
         64,
         ge=1,
-        description="requests waiting for a free engine slot, per replica; beyond it the "
-        "ingress answers 503 with Retry-After at once instead of piling up",
+        description="requests that may wait for a free engine slot, per replica; beyond "
+        "them the ingress answers 503 with Retry-After at once instead of piling up. Serve "
+        "counts a request as waiting until a replica takes it, burst arrivals included, so "
+        "its bound is max_ongoing_requests + this per replica",
     )
     request_timeout_s: float = Field(
         600.0, gt=0, description="a request (streams included) is cancelled after this long"

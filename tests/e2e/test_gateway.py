@@ -23,7 +23,7 @@ FULL_KEY = "sk-gateway-full-0123456789"
 LIMITED_KEY = "sk-gateway-limited-0123456789"
 TOKENS_KEY = "sk-gateway-tokens-0123456789"
 KEYS = {
-    "full": {"key": FULL_KEY, "models": ["sim-open", "sim-slow", "sim-timeout"]},
+    "full": {"key": FULL_KEY, "models": ["sim-open", "sim-slow", "sim-wide", "sim-timeout"]},
     "limited": {"key": LIMITED_KEY, "models": ["sim-open"], "requests_per_min": 2},
     "tokens": {"key": TOKENS_KEY, "models": ["sim-open"], "tokens_per_min": 100},
 }
@@ -48,6 +48,9 @@ def gateway_url(base_url, tmp_path_factory):
             # One request at a time, one waiting: the rest must be refused at once.
             {"name": "sim-slow", "simulated_engine": {"ttft_s": 0.01, "tokens_per_s": 20.0},
              "max_ongoing_requests": 1, "limits": {"max_queued_requests_per_replica": 1}},
+            # Room for 32 at once but a queue of 1: a burst that fits must all be taken.
+            {"name": "sim-wide", "simulated_engine": {"ttft_s": 0.01, "tokens_per_s": 20.0},
+             "max_ongoing_requests": 32, "limits": {"max_queued_requests_per_replica": 1}},
             {"name": "sim-timeout", "simulated_engine": {"ttft_s": 0.01, "tokens_per_s": 20.0},
              "max_ongoing_requests": 1, "limits": {"request_timeout_s": 2}},
         ],
@@ -74,7 +77,7 @@ def test_no_key_or_a_wrong_key_gets_401(gateway_url):
 
 def test_a_key_sees_and_uses_only_its_models(gateway_url):
     client = client_for(gateway_url, FULL_KEY)
-    assert {m.id for m in client.models.list().data} == {"sim-open", "sim-slow", "sim-timeout"}
+    assert {m.id for m in client.models.list().data} == {"sim-open", "sim-slow", "sim-wide", "sim-timeout"}
     assert client.chat.completions.create(model="sim-open", messages=HI, max_tokens=2).usage
     # A model the key may not use answers exactly like one that does not exist.
     with pytest.raises(openai.NotFoundError) as hidden:
@@ -151,6 +154,24 @@ def test_a_full_model_queue_is_refused_at_once_with_retry_after(gateway_url):
     refused = next(r for r in responses if r.status_code == 503)
     assert refused.headers["retry-after"] == "2"
     assert refused.json()["error"]["type"] == "ServiceUnavailableError"
+
+
+def test_a_burst_that_fits_the_free_slots_is_taken_whole(gateway_url):
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(
+                client.post(
+                    f"{gateway_url}/v1/chat/completions",
+                    json={"model": "sim-wide", "messages": HI, "max_tokens": 10},
+                    headers={"Authorization": f"Bearer {FULL_KEY}"},
+                )
+                for _ in range(24)
+            ))  # fmt: skip
+
+    statuses = [r.status_code for r in asyncio.run(burst())]
+    # Serve counts these as queued until the replica takes them; a bound of the queue
+    # alone (1) would refuse most of them although 32 slots are free.
+    assert statuses == [200] * 24, statuses
 
 
 def test_a_request_past_its_timeout_is_cancelled(gateway_url):

@@ -86,7 +86,9 @@ def test_cpu_placement_leaves_capacity_to_serve_unless_set():
     kwargs = default["autoscaling_config"]["policy"]["policy_kwargs"]
     assert kwargs["capacity_source"] == "unbounded"
     assert kwargs["autoscaler_headroom_gpus"] == 0  # no GPU pool to grow
-    assert default["max_queued_requests"] == 3 * model().limits.max_queued_requests_per_replica
+    # Serve counts a burst's requests as queued until replicas take them: slots + queue.
+    per_replica = model().max_ongoing_requests + model().limits.max_queued_requests_per_replica
+    assert default["max_queued_requests"] == 3 * per_replica
     explicit = engine_deployment_options(
         model(autoscaling={"max_replicas": 3, "capacity_source": "ray"})
     )
