@@ -35,6 +35,13 @@ def apply_loopback_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _own_haproxy_metrics_port() -> dict[str, str]:
     """A metrics port of its own for this cluster's HAProxy.
 
@@ -42,9 +49,7 @@ def _own_haproxy_metrics_port() -> dict[str, str]:
     per machine (9101): right for a GPU node, not for two local clusters at once, e.g. a
     test run beside `make serve`.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(probe.getsockname()[1])}
+    return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_loopback_port())}
 
 
 def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:

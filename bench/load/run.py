@@ -26,7 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.common import free_port, provenance  # noqa: E402
+from bench.common import provenance  # noqa: E402
+from cluster.local_ray import free_loopback_port  # noqa: E402
 from cluster.local_ray import init_local_ray  # noqa: E402
 
 CLEAN_REFUSALS = {429, 503}
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
 
     application = yaml.safe_load(options.config.read_text())["applications"][0]
     init_local_ray(num_cpus=16)
-    port = free_port()
+    port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(application["args"]), name="load", route_prefix="/")
     model = application["args"]["models"][0]["name"]

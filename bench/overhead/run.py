@@ -32,7 +32,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.common import alternating, cpu_seconds, free_port, provenance, summarise  # noqa: E402
+from bench.common import alternating, cpu_seconds, provenance, summarise  # noqa: E402
+from cluster.local_ray import free_loopback_port  # noqa: E402
 
 MODEL = "sim"
 
@@ -167,7 +168,7 @@ class Cluster:
         self._saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         init_local_ray(num_cpus=16, log_to_driver=False)
-        port = free_port()
+        port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(app_args(rate, batching)), name="overhead", route_prefix="/")
         self.url = f"http://127.0.0.1:{port}/v1/completions"

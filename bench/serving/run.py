@@ -28,9 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
-    alternating, cpu_seconds, free_port, provenance, summarise, wait_ready,
+    alternating, cpu_seconds, provenance, summarise, wait_ready,
 )
-from cluster.local_ray import LOOPBACK_ENV, apply_loopback_env, init_local_ray  # noqa: E402
+from cluster.local_ray import (  # noqa: E402
+    LOOPBACK_ENV, apply_loopback_env, free_loopback_port, init_local_ray,
+)
 from deployments.config import load_app_config  # noqa: E402
 
 METRICS = {
@@ -79,7 +81,7 @@ class Targets:
             raise
 
     def _start_bare_vllm(self) -> None:
-        port = free_port()
+        port = free_loopback_port()
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model_path, "--served-model-name", self.model.name,
@@ -97,7 +99,7 @@ class Targets:
 
         init_local_ray(num_cpus=16)
         self._ray_started = True
-        port = free_port()
+        port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         if "giantserve" in names:
             serve.run(build_app(self.app.model_dump()), name="giantserve", route_prefix="/", blocking=False)

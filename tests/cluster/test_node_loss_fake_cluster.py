@@ -19,13 +19,12 @@ executor holds it with a worker (`deployments.simulated_workers`).
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
 
-from cluster.local_ray import LOOPBACK_ENV
+from cluster.local_ray import LOOPBACK_ENV, free_loopback_port
 
 TIMEOUT_S = 10.0
 # A broken stream must end well before the model's timeout could end it.
@@ -69,12 +68,6 @@ def app_args(model: str, tp: int, pp: int, accelerator: str, gpus_per_node: int)
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """(the fake cluster, its GPU nodes by name, Serve's base URL)."""
@@ -99,7 +92,7 @@ def cluster():
             }
             ray.init(address=fake.address, _node_ip_address="127.0.0.1")
             fake.wait_for_nodes()
-            port = _free_port()
+            port = free_loopback_port()
             # One proxy: every fake node shares 127.0.0.1, so per-node proxies would clash.
             serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
             yield fake, nodes, f"http://127.0.0.1:{port}"

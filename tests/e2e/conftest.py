@@ -7,7 +7,6 @@ the engines load once per run.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -18,12 +17,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 TWO_MODELS = REPO / "configs" / "local-two-models.yaml"
 APP_NAME = "llm"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +42,10 @@ def app_config() -> dict:
 def base_url(ray_cluster, app_config) -> str:
     from ray import serve
 
+    from cluster.local_ray import free_loopback_port
     from deployments.app import build_app
 
-    port = _free_port()
+    port = free_loopback_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(app_config), name=APP_NAME, route_prefix="/")
     url = f"http://127.0.0.1:{port}"
