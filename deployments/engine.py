@@ -5,8 +5,9 @@ Calls from the ingress are Serve streaming calls. Each yields, in order:
 - an `ErrorReply` and nothing else, for a request the engine refuses;
 - a `dict` (the whole response) and nothing else, for a non-streamed request;
 - `str` pieces of the SSE stream, for a streamed one, grouped into fewer messages once
-  the replica is busy (deployments.stream_batching). After the last piece comes one `EngineReport` for the ingress (a dict carries it
-  under `REPORT_KEY`): see deployments.observability.engine_side.
+  the replica is busy, and last a `StreamEnd` (deployments.stream_batching).
+Both a whole response (under `REPORT_KEY`) and a `StreamEnd` carry this replica's
+`EngineReport` for the ingress: see deployments.observability.engine_side.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply, bad_request
 from deployments.observability.engine_side import EngineObserver, RequestStatsProbe
-from deployments.stream_batching import StreamBatcher
+from deployments.stream_batching import StreamBatcher, StreamEnd
 from deployments.vllm_args import build_vllm_args
 
 logger = logging.getLogger("giantserve.engine")
@@ -149,14 +150,15 @@ class LLMEngine:
             yield observed.attach(result.model_dump(mode="json", exclude_none=True))
         else:
             first = True
-            async for piece in self._batcher.batched(result):
+            async for message in self._batcher.batched(result):
                 if first:
                     # vLLM sends nothing before the first token is out (the role chunk
                     # comes with it): one timestamp per request, none per token.
                     self._first_token(arrived_at)
                     first = False
-                yield piece
-            yield observed.report()  # the ingress's, after the last piece (not sent on)
+                if message.__class__ is StreamEnd:
+                    message.report = observed.report()
+                yield message
 
     def _first_token(self, arrived_at: float) -> None:
         now = time.monotonic()

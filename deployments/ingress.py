@@ -47,6 +47,7 @@ from deployments.errors import (
 from deployments.observability.request import CLIENT_GONE, RequestObservation
 from deployments.rate_limits import RateLimiter
 from deployments.request_policy import apply_request_policy
+from deployments.stream_batching import StreamEnd
 
 logger = logging.getLogger("giantserve.ingress")
 
@@ -274,7 +275,7 @@ def _usage_in(piece: str) -> int | None:
 
 
 async def _stream(
-    first: str,
+    first: str | StreamEnd,
     rest: Any,
     model_name: str,
     deadline: float,
@@ -293,23 +294,32 @@ async def _stream(
         loop.time() + (deadline - time.monotonic()), lambda: (expired.append(True), rest.cancel())
     )
     try:
-        yield first
+        message = first
         while True:
+            if message.__class__ is StreamEnd:
+                observation.engine_report(message.report)
+                # Decided before the last text leaves: a client that has read `[DONE]`
+                # may close at once, and it has lost nothing.
+                finished = True
+                text = message.text
+            else:
+                text = message
+            used = _usage_in(text)
+            if used is not None:
+                settle(used)
+            if text:
+                yield text
+            if finished:
+                # Not waiting for Serve's end of the call lets the response end a message sooner.
+                return
             try:
-                piece = await rest.__anext__()
+                message = await rest.__anext__()
             except StopAsyncIteration:
                 break
             except (Exception, asyncio.CancelledError):
                 if expired:
                     raise TimeoutError from None
                 raise
-            if piece.__class__ is not str:  # the engine's EngineReport, after its last piece
-                observation.engine_report(piece)
-                continue
-            used = _usage_in(piece)
-            if used is not None:
-                settle(used)
-            yield piece
         finished = True
     except TimeoutError:
         logger.warning("stream from engine %s passed its %g s timeout", model_name, timeout_s)

@@ -8,6 +8,10 @@ thousand tokens per second that cost, not the engine, bounds a replica. So:
   gathering pieces, so a lone stream goes token by token and a busy replica sends a
   bounded number of messages per second;
 - the end of the stream (or an error) is sent at once, with what was gathered.
+
+The stream's last message is a `StreamEnd`: the ingress learns that the client has
+everything from it, and the engine replica hangs its report for the ingress on it, so
+the report cannot arrive after a client that read `[DONE]` has gone.
 """
 
 from __future__ import annotations
@@ -15,8 +19,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 from deployments.config import StreamBatchingConfig
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    """A stream's last message: its last text (maybe empty) and the engine's report."""
+
+    text: str
+    report: Any = None  # deployments.observability.engine_side.EngineReport, set by the engine
 
 
 class StreamBatcher:
@@ -26,7 +40,9 @@ class StreamBatcher:
         self._config = config
         self.streams_in_flight = 0
 
-    async def batched(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def batched(self, stream: AsyncIterator[str]) -> AsyncIterator[str | StreamEnd]:
+        """The stream's pieces in fewer messages, the last one a `StreamEnd`; a failure
+        of the stream is raised after the pieces read before it."""
         self.streams_in_flight += 1
         gathered = _Gathered(stream)
         try:
@@ -39,6 +55,9 @@ class StreamBatcher:
                 # Read before the yield: while this generator waits at the yield the
                 # stream may add its last pieces and end; those go out on the next turn.
                 ended = gathered.ended
+                if ended and not gathered.failed:
+                    yield StreamEnd(gathered.take())
+                    return
                 if gathered.pieces:
                     yield gathered.take()
                     sent_at = time.monotonic()
@@ -104,6 +123,10 @@ class _Gathered:
         text = "".join(self.pieces)
         self.pieces.clear()
         return text
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
 
     def raise_failure(self) -> None:
         if self._failure is not None:

@@ -3,10 +3,10 @@
 Design (no per-token cost): vLLM already computes each finished request's token counts
 and queue / prefill / decode times for its own stats (`FinishedRequestStats`, delivered
 to stat loggers in the same step that delivers the request's last output). A stat
-logger keeps them by request id; when the request's last piece has been yielded, the
-engine adds one `EngineReport` (its own time from arrival in this replica to the last
-piece, plus vLLM's numbers): as one extra item after a stream's last SSE piece, or under
-`REPORT_KEY` in a whole-response dict. The ingress subtracts the engine's time from its
+logger keeps them by request id; when the request has ended, the engine adds one
+`EngineReport` (its own time from arrival in this replica to the end, plus vLLM's
+numbers) to the last message: on a stream's `StreamEnd`, or under `REPORT_KEY` in a
+whole-response dict. The ingress subtracts the engine's time from its
 own end-to-end time: that difference is the serving layer's overhead.
 """
 
@@ -114,7 +114,7 @@ class EngineRequest:
         self._vllm_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + str(body["request_id"])
 
     def report(self) -> EngineReport:
-        """Call once, after the last piece has been yielded."""
+        """Call once, when the request has ended, for its last message."""
         engine_s = time.perf_counter() - self._started
         report = EngineReport(self._observer.replica, engine_s)
         finished = self._observer.probe.claim(self._vllm_id)

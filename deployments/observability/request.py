@@ -3,7 +3,7 @@
 Life cycle (each call once, from deployments.ingress): `RequestObservation(kind)` on
 arrival, `identify(key_id)` after auth, `to_engine(model, body)` before the engine call,
 `first_reply(first)` when the engine's first reply arrives, `respond(response)` on the
-way out, and for a stream `engine_report(report)` for the engine's last item and
+way out, and for a stream `engine_report(report)` from the engine's last message and
 `finish(status)` when the stream ends. Nothing here runs per token.
 """
 
@@ -75,7 +75,7 @@ class RequestObservation:
         if isinstance(first, dict):
             self._report = first.pop(REPORT_KEY, None)
 
-    def engine_report(self, report: EngineReport) -> None:
+    def engine_report(self, report: EngineReport | None) -> None:
         self._report = report
 
     def respond(self, response: Any) -> Any:

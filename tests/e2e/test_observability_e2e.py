@@ -86,12 +86,15 @@ class HeldStreams:
 
 
 def test_every_serving_metric_reaches_the_nodes_export_endpoint(base_url, client):
-    for _ in range(2):  # the repeat hits the prefix cache
-        client.completions.create(model=SMOL, prompt=LONG_PROMPT, max_tokens=4)
+    # The openai client closes a stream as soon as it reads `[DONE]`: the request must
+    # still count as answered, with its engine replica (TTFT is recorded for streams only).
     stream = client.chat.completions.create(
         model=SMOL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=8, stream=True
     )
     assert [chunk for chunk in stream]
+    # Last, so that the hit rate's latest interval with queries has the repeat's hits.
+    for _ in range(2):
+        client.completions.create(model=SMOL, prompt=LONG_PROMPT, max_tokens=4)
     held = HeldStreams(base_url)
     try:
         deadline, missing = time.monotonic() + 120, ["not scraped yet"]
@@ -151,19 +154,40 @@ def request_log_line(request_id: str) -> dict | None:
     return None
 
 
+def wait_for_log_line(request_id: str) -> dict | None:
+    deadline = time.monotonic() + 60
+    while (line := request_log_line(request_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return line
+
+
 def test_one_json_log_line_per_request_without_the_prompt(base_url):
     body = {"model": SMOL, "prompt": "The secret word is swordfish.", "max_tokens": 3}
     reply = httpx.post(f"{base_url}/v1/completions", json=body, timeout=120)
     assert reply.status_code == 200
-    request_id = reply.headers["x-request-id"]
-    deadline = time.monotonic() + 60
-    while (line := request_log_line(request_id)) is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    line = wait_for_log_line(reply.headers["x-request-id"])
     assert line is not None
     assert line["model"] == SMOL and line["status"] == 200 and line["key_id"] == "anonymous"
     assert line["generated_tokens"] == 3 and line["prompt_tokens"] > 0
     assert line["overhead_s"] > 0 and line["engine_s"] > 0 and line["replica"]
     assert "swordfish" not in json.dumps(line)
+
+
+def test_streams_closed_as_soon_as_done_arrives_are_logged_as_answered(base_url):
+    # A race when it goes wrong (the client's close against the engine's last message): several tries.
+    body = {"model": SMOL, "prompt": "Count to three:", "max_tokens": 2, "stream": True}
+    request_ids = []
+    for _ in range(20):
+        with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=120) as reply:
+            request_ids.append(reply.headers["x-request-id"])
+            for event in reply.iter_lines():
+                if event == "data: [DONE]":
+                    break  # leaving the block closes the connection without reading on
+    lines = [wait_for_log_line(request_id) for request_id in request_ids]
+    assert all(line is not None for line in lines)
+    assert [(line["status"], bool(line["replica"]), line["generated_tokens"]) for line in lines] == [
+        (200, True, 2)
+    ] * len(lines)
 
 
 def test_gpu_stats_actor_without_nvml_says_so_and_keeps_running(base_url):

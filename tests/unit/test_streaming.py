@@ -11,11 +11,23 @@ import pytest
 from deployments.config import StreamBatchingConfig
 from deployments.ingress import _stream
 from deployments.observability.request import RequestObservation
-from deployments.stream_batching import StreamBatcher
+from deployments.observability.engine_side import EngineReport
+from deployments.stream_batching import StreamBatcher, StreamEnd
 
 
-async def collect(stream) -> list[str]:
+async def collect(stream) -> list:
     return [piece async for piece in stream]
+
+
+async def texts(batched) -> list[str]:
+    """A batched stream's texts, after checking that its last message, and only that, ends it."""
+    *pieces, end = await collect(batched)
+    assert end.__class__ is StreamEnd and all(piece.__class__ is str for piece in pieces)
+    return pieces + [end.text] if end.text else pieces
+
+
+def text_of(message) -> str:
+    return message.text if message.__class__ is StreamEnd else message
 
 
 def batcher(messages_per_s: float = 1000.0, max_delay_ms: float = 50.0) -> StreamBatcher:
@@ -49,14 +61,14 @@ def test_the_first_piece_leaves_without_waiting_for_more():
         stream = batcher().batched(source())
         first = await asyncio.wait_for(stream.__anext__(), timeout=1)
         release.set()
-        return first, await collect(stream)
+        return first, await texts(stream)
 
     first, rest = asyncio.run(scenario())
     assert first == "a" and rest == ["b"]
 
 
 def test_a_lone_stream_is_sent_piece_by_piece():
-    pieces = asyncio.run(collect(batcher().batched(ticking("abcde", 0.01))))
+    pieces = asyncio.run(texts(batcher().batched(ticking("abcde", 0.01))))
     assert pieces == list("abcde")
 
 
@@ -66,7 +78,7 @@ def test_a_busy_replica_gathers_pieces_and_sends_the_end_at_once():
         # Nine other streams in flight: each stream may send one message per 100 ms.
         shared.streams_in_flight = 9
         started = time.monotonic()
-        pieces = await collect(shared.batched(ticking("abcdefghij", 0.01)))
+        pieces = await texts(shared.batched(ticking("abcdefghij", 0.01)))
         return pieces, time.monotonic() - started, shared.streams_in_flight
 
     pieces, took_s, left_in_flight = asyncio.run(scenario())
@@ -85,7 +97,7 @@ def test_pieces_that_piled_up_travel_together_without_a_delay():
 
         stream = batcher(max_delay_ms=0).batched(source())
         await asyncio.sleep(0.05)  # let the source run ahead of the consumer
-        return await collect(stream)
+        return await texts(stream)
 
     pieces = asyncio.run(scenario())
     assert "".join(pieces) == "abcdef"
@@ -105,8 +117,8 @@ def test_pieces_that_arrive_while_the_consumer_is_away_are_all_sent():
         shared = batcher()
         shared.streams_in_flight = 3
         received = []
-        async for piece in shared.batched(source()):
-            received.append(piece)
+        async for message in shared.batched(source()):
+            received.append(text_of(message))
             await asyncio.sleep(0.02)  # the consumer is away; the source ends meanwhile
         return received
 
@@ -176,11 +188,24 @@ class FakeServeStream:
         self.cancelled = True
 
 
-def passthrough(first, rest):
-    """The ingress pass-through with a far deadline and no rate-limit settlement."""
+def passthrough(first, rest, observation=None, settle=lambda used: None):
+    """The ingress pass-through with a far deadline."""
     return _stream(
-        first, rest, "m", time.monotonic() + 60, 60, lambda used: None, RequestObservation("chat")
+        first, rest, "m", time.monotonic() + 60, 60, settle, observation or RequestObservation("chat")
     )
+
+
+class SeenByIngress:
+    """Records what the pass-through tells the request's observation."""
+
+    def __init__(self):
+        self.report, self.statuses = None, []
+
+    def engine_report(self, report):
+        self.report = report
+
+    def finish(self, status):
+        self.statuses.append(status)
 
 
 def test_stream_passes_pieces_through_in_order():
@@ -208,3 +233,31 @@ def test_a_client_leaving_cancels_the_engine_call():
 
     asyncio.run(leave_after_first())
     assert rest.cancelled
+
+
+def test_a_client_leaving_right_after_the_last_piece_has_been_answered_in_full():
+    # A client that has read `[DONE]` may close before the ingress is resumed: the
+    # request is answered (200) with the engine's report, and the engine call is left be.
+    report = EngineReport("replica-1", 0.5, prompt_tokens=3, generated_tokens=2)
+    rest = FakeServeStream([StreamEnd('data: {"usage": {"total_tokens": 5}}\n\ndata: [DONE]\n\n', report)])
+    seen, settled = SeenByIngress(), []
+
+    async def leave_after_done():
+        stream = passthrough("data: a\n\n", rest, seen, settled.append)
+        received = [await stream.__anext__(), await stream.__anext__()]
+        await stream.aclose()
+        return received
+
+    received = asyncio.run(leave_after_done())
+    assert received[-1].endswith("data: [DONE]\n\n")
+    assert seen.statuses == [200] and seen.report is report
+    assert settled == [5] and not rest.cancelled
+
+
+def test_a_stream_whose_first_message_ends_it_is_settled_and_reported():
+    report = EngineReport("replica-1", 0.1)
+    end = StreamEnd('data: {"usage": {"total_tokens": 7}}\n\ndata: [DONE]\n\n', report)
+    seen, settled = SeenByIngress(), []
+    pieces = asyncio.run(collect(passthrough(end, FakeServeStream([]), seen, settled.append)))
+    assert pieces == [end.text]
+    assert seen.statuses == [200] and seen.report is report and settled == [7]
