@@ -415,6 +415,13 @@ class IngressConfig(StrictModel):
         "{giantserve.io/pool: ray-head}: an ingress on a GPU node that is lost cuts every "
         "stream it carries, for every model",
     )
+    direct_streams: bool = Field(
+        True,
+        description="engine replicas send streamed pieces (after the first) to the ingress "
+        "replica over one direct ZeroMQ TCP connection per pair, many streams to a message, "
+        "not one Ray message per stream (deployments.response_channel). The ingress listens "
+        "on a random port of its node's address; false keeps everything on Ray's ports",
+    )
     auth: AuthConfig = AuthConfig()
     rate_limits: RateLimits = Field(
         RateLimits(),

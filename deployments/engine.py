@@ -4,8 +4,10 @@ OpenAI serving code (`OpenAIServingChat`, `OpenAIServingCompletion`).
 Calls from the ingress are Serve streaming calls. Each yields, in order:
 - an `ErrorReply` and nothing else, for a request the engine refuses;
 - a `dict` (the whole response) and nothing else, for a non-streamed request;
-- `str` pieces of the SSE stream, for a streamed one, grouped into fewer messages once
-  the replica is busy, and last a `StreamEnd` (deployments.stream_batching).
+- for a streamed one, `str` pieces of the SSE stream and last a `StreamEnd`: all of them
+  grouped into fewer messages once the replica is busy (deployments.stream_batching), or,
+  when the call names a `reply_to`, only the first piece, the rest going to the ingress
+  on its direct channel (deployments.response_channel).
 Both a whole response (under `REPORT_KEY`) and a `StreamEnd` carry this replica's
 `EngineReport` for the ingress: see deployments.observability.engine_side.
 """
@@ -24,7 +26,8 @@ from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply, bad_request
 from deployments.observability.engine_side import EngineObserver, RequestStatsProbe
-from deployments.stream_batching import StreamBatcher, StreamEnd
+from deployments.response_channel import ReplyTo, StreamSender
+from deployments.stream_batching import StreamEnd
 from deployments.vllm_args import build_vllm_args
 
 logger = logging.getLogger("giantserve.engine")
@@ -86,7 +89,7 @@ class LLMEngine:
             ensure_gpu_stats_actors(placement_group_nodes(get_current_placement_group()))
         self._stats = SchedulerStatsProbe()
         self._recent = RecentRequests()
-        self._batcher = StreamBatcher(model.stream_batching)
+        self._streams = StreamSender(model.stream_batching)
         request_stats = RequestStatsProbe()
         self.engine = AsyncLLM.from_vllm_config(
             vllm_config,
@@ -107,15 +110,17 @@ class LLMEngine:
         )
         logger.info("engine for %s ready (pid %d)", model.name, os.getpid())
 
-    async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
-        async for item in self._serve("chat", body):
+    async def chat(self, body: dict[str, Any], reply_to: ReplyTo | None = None) -> AsyncIterator[Any]:
+        async for item in self._serve("chat", body, reply_to):
             yield item
 
-    async def completions(self, body: dict[str, Any]) -> AsyncIterator[Any]:
-        async for item in self._serve("completions", body):
+    async def completions(
+        self, body: dict[str, Any], reply_to: ReplyTo | None = None
+    ) -> AsyncIterator[Any]:
+        async for item in self._serve("completions", body, reply_to):
             yield item
 
-    async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _serve(self, kind: str, body: dict[str, Any], reply_to: ReplyTo | None) -> AsyncIterator[Any]:
         observed = self._observer.begin(kind, body)
         arrived_at = time.monotonic()
         self._recent.arrived(arrived_at)
@@ -150,7 +155,7 @@ class LLMEngine:
             yield observed.attach(result.model_dump(mode="json", exclude_none=True))
         else:
             first = True
-            async for message in self._batcher.batched(result):
+            async for message in self._streams.messages(result, reply_to):
                 if first:
                     # vLLM sends nothing before the first token is out (the role chunk
                     # comes with it): one timestamp per request, none per token.

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ray.serve.exceptions import BackPressureError
+from ray.util import get_node_ip_address
 
 from autoscaling.cold_start import ColdStartGate
 from deployments.admission import Admitted, check_limits
@@ -47,6 +48,7 @@ from deployments.errors import (
 from deployments.observability.request import CLIENT_GONE, RequestObservation
 from deployments.rate_limits import RateLimiter
 from deployments.request_policy import apply_request_policy
+from deployments.response_channel import RelayedStream, ResponseChannel, StreamInbox
 from deployments.stream_batching import StreamEnd
 
 logger = logging.getLogger("giantserve.ingress")
@@ -100,6 +102,7 @@ class Ingress:
         self._created = int(time.time())
         self._keys = load_key_ring(config.ingress.auth, config.ingress.rate_limits)
         self._rate_limiter = RateLimiter(replicas=config.ingress.num_replicas)
+        self._channel: ResponseChannel | None = None
 
     @api.get("/health")
     async def health(self) -> dict:
@@ -182,7 +185,36 @@ class Ingress:
         timeout_s = model.limits.request_timeout_s
         deadline = time.monotonic() + timeout_s
         body = observation.to_engine(model.name, body)
-        replies = getattr(self._engines[model.name], kind).remote(body)
+        inbox = self._stream_inbox() if body.get("stream") is True else None
+        try:
+            return await self._call_engine(
+                kind, model, body, inbox, settle, observation, timeout_s, deadline
+            )
+        finally:
+            if inbox is not None and not inbox.relayed:
+                inbox.close()
+
+    def _stream_inbox(self) -> StreamInbox | None:
+        if not self._config.ingress.direct_streams:
+            return None
+        if self._channel is None:  # made on the replica's loop, at its first stream
+            self._channel = ResponseChannel(get_node_ip_address())
+        return self._channel.open()
+
+    async def _call_engine(
+        self,
+        kind: str,
+        model: ModelConfig,
+        body: dict,
+        inbox: StreamInbox | None,
+        settle: Callable[[int | None], None],
+        observation: RequestObservation,
+        timeout_s: float,
+        deadline: float,
+    ) -> Response:
+        replies = getattr(self._engines[model.name], kind).remote(
+            body, inbox.reply_to if inbox else None
+        )
         gate = self._cold_gates.get(model.name)
         hold_s = gate.hold_s(time.monotonic()) if gate else None
         cold_hold = hold_s is not None and hold_s < timeout_s
@@ -215,6 +247,8 @@ class Ingress:
         if isinstance(first, dict):
             settle(_total_tokens(first))
             return JSONResponse(first)
+        if inbox is not None and first.__class__ is not StreamEnd:
+            replies = RelayedStream(replies, inbox)
         return StreamingResponse(
             _stream(first, replies, model.name, deadline, timeout_s, settle, observation),
             media_type="text/event-stream",

@@ -22,7 +22,7 @@ from autoscaling.signals import RecentRequests, autoscaling_stats
 from deployments.config import ModelConfig, SimulatedEngineConfig
 from deployments.errors import bad_request
 from deployments.simulated_workers import PlaceholderWorkers
-from deployments.stream_batching import StreamBatcher
+from deployments.response_channel import ReplyTo, StreamSender
 
 _TOKEN = " token"
 
@@ -35,20 +35,22 @@ class SimulatedLLMEngine:
         self._running = 0
         self._waiting = 0
         self._recent = RecentRequests()
-        self._batcher = StreamBatcher(model.stream_batching)
+        self._streams = StreamSender(model.stream_batching)
         self._workers = (
             None if model.placement.accelerator == "CPU" else PlaceholderWorkers.for_this_replica()
         )
 
-    async def chat(self, body: dict[str, Any]) -> AsyncIterator[Any]:
-        async for item in self._serve("chat.completion", body):
+    async def chat(self, body: dict[str, Any], reply_to: ReplyTo | None = None) -> AsyncIterator[Any]:
+        async for item in self._serve("chat.completion", body, reply_to):
             yield item
 
-    async def completions(self, body: dict[str, Any]) -> AsyncIterator[Any]:
-        async for item in self._serve("text_completion", body):
+    async def completions(
+        self, body: dict[str, Any], reply_to: ReplyTo | None = None
+    ) -> AsyncIterator[Any]:
+        async for item in self._serve("text_completion", body, reply_to):
             yield item
 
-    async def _serve(self, kind: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _serve(self, kind: str, body: dict[str, Any], reply_to: ReplyTo | None) -> AsyncIterator[Any]:
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
         if not isinstance(max_tokens, int) or max_tokens < 1:
             yield bad_request("max_tokens must be a positive integer", "max_tokens")
@@ -65,8 +67,8 @@ class SimulatedLLMEngine:
                 self._recent.first_token(now - arrived_at, now)
                 if body.get("stream"):
                     pieces = self._stream(kind, body, max_tokens)
-                    async for piece in self._batcher.batched(pieces):
-                        yield piece
+                    async for message in self._streams.messages(pieces, reply_to):
+                        yield message
                 else:
                     await self._decode((max_tokens - 1) / self.timing.tokens_per_s)
                     yield self._response(kind, max_tokens)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from deployments.config import ModelConfig
 from deployments.errors import ErrorReply
 from deployments.simulated_engine import SimulatedLLMEngine
+from deployments.stream_batching import StreamEnd
 
 
 def engine(**timing) -> SimulatedLLMEngine:
@@ -35,7 +36,9 @@ def test_stream_has_the_requested_tokens_usage_and_done():
         )
     )
     # Several SSE events may travel in one item (deployments.stream_batching).
-    events = [line[len("data: ") :] for item in items for line in item.splitlines() if line]
+    assert items[-1].__class__ is StreamEnd
+    texts = items[:-1] + [items[-1].text]
+    events = [line[len("data: ") :] for text in texts for line in text.splitlines() if line]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert sum(1 for c in chunks if c["choices"]) == 5

@@ -239,7 +239,7 @@ def test_a_client_leaving_right_after_the_last_piece_has_been_answered_in_full()
     # A client that has read `[DONE]` may close before the ingress is resumed: the
     # request is answered (200) with the engine's report, and the engine call is left be.
     report = EngineReport("replica-1", 0.5, prompt_tokens=3, generated_tokens=2)
-    rest = FakeServeStream([StreamEnd('data: {"usage": {"total_tokens": 5}}\n\ndata: [DONE]\n\n', report)])
+    rest = FakeServeStream([StreamEnd('data: {"usage": {"total_tokens": 5}}\n\ndata: [DONE]\n\n', report=report)])
     seen, settled = SeenByIngress(), []
 
     async def leave_after_done():
@@ -256,7 +256,7 @@ def test_a_client_leaving_right_after_the_last_piece_has_been_answered_in_full()
 
 def test_a_stream_whose_first_message_ends_it_is_settled_and_reported():
     report = EngineReport("replica-1", 0.1)
-    end = StreamEnd('data: {"usage": {"total_tokens": 7}}\n\ndata: [DONE]\n\n', report)
+    end = StreamEnd('data: {"usage": {"total_tokens": 7}}\n\ndata: [DONE]\n\n', report=report)
     seen, settled = SeenByIngress(), []
     pieces = asyncio.run(collect(passthrough(end, FakeServeStream([]), seen, settled.append)))
     assert pieces == [end.text]
