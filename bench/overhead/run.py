@@ -2,7 +2,7 @@
 
 The engine is `deployments.simulated_engine` (a token-timing test double), so every CPU
 cycle measured is the serving layer's: the HTTP proxy (HAProxy), our ingress replica, the
-engine replica's Ray streaming and our stream batching. Streaming clients (aiohttp, in
+engine replica's streaming (direct channel or Ray messages) and stream batching. Streaming clients (aiohttp, in
 their own process) open `--streams` concurrent streams that each ask for `--tokens`
 tokens at `--rate` tokens/s; the offered load is streams x rate tokens/s.
 
@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
@@ -37,31 +38,38 @@ from cluster.local_ray import free_loopback_port  # noqa: E402
 
 MODEL = "sim"
 
-# name -> (extra environment for the Ray cluster, stream_batching section of the model)
-VARIANTS: dict[str, tuple[dict[str, str], dict | None]] = {
+
+class Variant(NamedTuple):
+    env: dict[str, str] = {}  # extra environment for the Ray cluster
+    model: dict = {}  # extra model settings
+    ingress: dict = {}  # extra ingress settings
+
+
+VARIANTS: dict[str, Variant] = {
     # What a config gets by default (cluster/data/serving_env.yaml included).
-    "default": ({}, None),
+    "default": Variant(),
+    # Every piece in Serve messages, batched per stream: the default before the direct channel.
+    "ray-streams": Variant(ingress={"direct_streams": False}),
     # One Ray message per token, as before stream batching existed.
-    "no-batching": ({}, {"max_delay_ms": 0}),
+    "no-batching": Variant(model={"stream_batching": {"max_delay_ms": 0}}, ingress={"direct_streams": False}),
     # Serve's default: replica code on a thread and event loop of its own.
-    "separate-thread": ({"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}, None),
+    "separate-thread": Variant(env={"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}),
     # Serve's handles route on the caller's loop too, not on a router loop of their own.
-    "router-on-main-loop": ({"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}, None),
+    "router-on-main-loop": Variant(env={"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}),
     # Serve's Python HTTP proxy in front of the ingress, as before HAProxy was the default.
-    "serve-proxy": ({"RAY_SERVE_ENABLE_HA_PROXY": "0"}, None),
+    "serve-proxy": Variant(env={"RAY_SERVE_ENABLE_HA_PROXY": "0"}),
 }
 
 
-def app_args(rate: float, batching: dict | None) -> dict:
+def app_args(rate: float, variant: Variant) -> dict:
     model = {
         "name": MODEL,
         "simulated_engine": {"ttft_s": 0.0, "tokens_per_s": rate, "max_running": 4096},
         "max_ongoing_requests": 4096,
         "limits": {"max_queued_requests_per_replica": 4096, "request_timeout_s": 600},
+        **variant.model,
     }
-    if batching is not None:
-        model["stream_batching"] = batching
-    return {"models": [model], "ingress": {"max_ongoing_requests": 8192}}
+    return {"models": [model], "ingress": {"max_ongoing_requests": 8192, **variant.ingress}}
 
 
 CLIENT = r"""
@@ -164,13 +172,13 @@ class Cluster:
         from cluster.local_ray import init_local_ray
         from deployments.app import build_app
 
-        env, batching = VARIANTS[variant]
-        self._saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
+        settings = VARIANTS[variant]
+        self._saved = {key: os.environ.get(key) for key in settings.env}
+        os.environ.update(settings.env)
         init_local_ray(num_cpus=16, log_to_driver=False)
         port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(app_args(rate, batching)), name="overhead", route_prefix="/")
+        serve.run(build_app(app_args(rate, settings)), name="overhead", route_prefix="/")
         self.url = f"http://127.0.0.1:{port}/v1/completions"
 
     def close(self) -> None:
