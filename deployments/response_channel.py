@@ -21,8 +21,8 @@ step for every request; Dynamo's workers stream back to the front end over TCP. 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -60,12 +60,12 @@ class ResponseChannel:
         port = self._socket.bind_to_random_port(f"tcp://{host}")
         self.address = f"tcp://{host}:{port}"
         self._inboxes: dict[bytes, StreamInbox] = {}
-        self._ids = itertools.count()
         self._reader = asyncio.get_running_loop().create_task(self._receive_forever())
 
     def open(self) -> StreamInbox:
         """A new stream's inbox, open before the engine call (pieces may beat the call's reply)."""
-        stream_id = next(self._ids).to_bytes(8, "little")
+        # Unguessable, so that nothing else on the node's network can write into a stream.
+        stream_id = secrets.token_bytes(8)
         inbox = StreamInbox(self, (self.address, stream_id))
         self._inboxes[stream_id] = inbox
         return inbox
@@ -240,7 +240,7 @@ class ChannelOutbox:
         now = time.monotonic()
         for address, frames in self._pending.items():
             try:
-                self._socket(address, now).send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                self._socket(address, now).send_multipart(frames, flags=zmq.NOBLOCK)
             except zmq.Again:
                 logger.warning("ingress %s reads too slowly: %d pieces dropped", address, len(frames) // 2)
         self._pending.clear()
