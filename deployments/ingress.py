@@ -3,8 +3,9 @@
 It parses only what routing needs (a JSON object with a `model`), sends the body to
 that model's engine deployment, and turns the engine's first reply into the HTTP
 response: an error with its status, a JSON body, or an SSE stream that is passed
-through piece by piece. Protocol validation happens once, in the engine, with vLLM's
-own request models.
+through piece by piece (after the first, the pieces come on the replica's direct channel
+unless `direct_streams` is off: deployments.response_channel). Protocol validation
+happens once, in the engine, with vLLM's own request models.
 
 Before a request leaves, in order: its API key (deployments.auth; 401), the model and
 whether the key may use it (404 either way), the model's limits (deployments.admission;

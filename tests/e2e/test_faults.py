@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 APP, PREFIX, MODEL = "faults", "/faults", "sim-faults"
 
 
-@pytest.fixture(scope="module")
-def faults_url(base_url):
+# Streamed pieces on the ingress's direct channel (the default) or all in Serve messages.
+@pytest.fixture(scope="module", params=[True, False], ids=["direct-streams", "ray-streams"])
+def faults_url(base_url, request):
     from ray import serve
 
     from deployments.app import build_app
@@ -33,7 +34,8 @@ def faults_url(base_url):
                 # 20 tokens/s: a 200-token stream lasts 10 s, long enough to kill mid-way.
                 "simulated_engine": {"ttft_s": 0.01, "tokens_per_s": 20.0},
             }
-        ]
+        ],
+        "ingress": {"direct_streams": request.param},
     }
     serve.run(build_app(args), name=APP, route_prefix=PREFIX)
     yield f"{base_url}{PREFIX}"
