@@ -31,7 +31,7 @@ import zmq
 import zmq.asyncio
 
 from deployments.config import StreamBatchingConfig
-from deployments.stream_batching import StreamBatcher, StreamEnd
+from deployments.stream_batching import StreamBatcher, StreamEnd, Wakeup
 
 logger = logging.getLogger("giantserve.response_channel")
 
@@ -86,7 +86,7 @@ class ResponseChannel:
 class StreamInbox:
     """One stream's pieces that arrived on the channel and were not passed on yet."""
 
-    __slots__ = ("_channel", "reply_to", "pieces", "received", "relayed", "_wake")
+    __slots__ = ("_channel", "reply_to", "pieces", "received", "relayed", "wakeup")
 
     def __init__(self, channel: ResponseChannel, reply_to: ReplyTo):
         self._channel = channel
@@ -94,32 +94,17 @@ class StreamInbox:
         self.pieces: list[bytes] = []
         self.received = 0
         self.relayed = False  # a RelayedStream reads it and will close it
-        self._wake: asyncio.Future | None = None
+        self.wakeup = Wakeup()
 
     def put(self, piece: bytes) -> None:
         self.pieces.append(piece)
         self.received += 1
-        self.wake()
-
-    def wake(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        self.wakeup.wake()
 
     def take(self) -> str:
         text = b"".join(self.pieces).decode()
         self.pieces.clear()
         return text
-
-    async def wait(self, timeout_s: float | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        self._wake = loop.create_future()
-        timer = loop.call_later(timeout_s, self.wake) if timeout_s is not None else None
-        try:
-            await self._wake
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._wake = None
 
     def close(self) -> None:
         self._channel._forget(self.reply_to[1])
@@ -150,7 +135,7 @@ class RelayedStream:
             self._failure = ConnectionError("the engine ended the stream without its end message")
         except BaseException as error:  # noqa: BLE001 - raised to the reader in __anext__
             self._failure = error
-        self._inbox.wake()
+        self._inbox.wakeup.wake()
 
     def __aiter__(self) -> RelayedStream:
         return self
@@ -174,12 +159,12 @@ class RelayedStream:
                     raise ConnectionError(
                         f"{end.channel_pieces - inbox.received} pieces of the stream were lost"
                     )
-                await inbox.wait(late_s)
+                await inbox.wakeup.wait(late_s)
                 continue
             if self._failure is not None:
                 inbox.close()
                 raise self._failure
-            await inbox.wait()
+            await inbox.wakeup.wait()
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -187,7 +172,7 @@ class RelayedStream:
         self._inbox.close()
         if self._end is None and self._failure is None:
             self._failure = asyncio.CancelledError()
-        self._inbox.wake()
+        self._inbox.wakeup.wake()
 
 
 class ChannelOutbox:

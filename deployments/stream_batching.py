@@ -35,6 +35,31 @@ class StreamEnd:
     report: Any = None  # deployments.observability.engine_side.EngineReport, set by the engine
 
 
+class Wakeup:
+    """Sleep until woken, or for at most a timeout: a future and a timer callback, not a
+    task or a wait_for (one of those per message would cost)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future | None = None
+
+    def wake(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self, timeout_s: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._future = loop.create_future()
+        timer = loop.call_later(timeout_s, self.wake) if timeout_s is not None else None
+        try:
+            await self._future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._future = None
+
+
 class StreamBatcher:
     """One per engine replica: it counts the streams in flight to size the delay."""
 
@@ -79,8 +104,7 @@ class _Gathered:
         self.pieces: list[str] = []
         self.ended = False
         self._failure: BaseException | None = None
-        self._loop = asyncio.get_running_loop()
-        self._wake: asyncio.Future | None = None
+        self._wakeup = Wakeup()
         self._wake_on_piece = True
         self._pump = asyncio.create_task(self._read(stream))
 
@@ -89,37 +113,22 @@ class _Gathered:
             async for piece in stream:
                 self.pieces.append(piece)
                 if self._wake_on_piece:
-                    self._notify()
+                    self._wakeup.wake()
         except Exception as error:  # raised in the consumer by raise_failure
             self._failure = error
         self.ended = True
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    async def _sleep_until_notified(self, timeout_s: float | None) -> None:
-        self._wake = self._loop.create_future()
-        # A timer callback, not wait_for: no task per message.
-        timer = self._loop.call_later(timeout_s, self._notify) if timeout_s is not None else None
-        try:
-            await self._wake
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._wake = None
+        self._wakeup.wake()
 
     async def wait_for_piece(self) -> None:
         if not self.pieces and not self.ended:
             self._wake_on_piece = True
-            await self._sleep_until_notified(None)
+            await self._wakeup.wait(None)
 
     async def wait_for_end(self, timeout_s: float) -> None:
         """Gather more pieces for up to `timeout_s`; an ended stream returns at once."""
         if timeout_s > 0 and not self.ended:
             self._wake_on_piece = False
-            await self._sleep_until_notified(timeout_s)
+            await self._wakeup.wait(timeout_s)
 
     def take(self) -> str:
         text = "".join(self.pieces)
