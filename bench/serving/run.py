@@ -44,6 +44,8 @@ METRICS = {
     "serving_cpu_us_per_token": "serving-layer CPU µs/token",
 }
 BASELINE = "bare-vllm"
+# Optional target: our stack with `ingress.direct_streams: false`.
+RAY_STREAMS = "giantserve-ray-streams"
 PROMPTS_PER_CONCURRENCY = {1: 16, 16: 128, 64: 256}
 
 
@@ -71,7 +73,7 @@ class Targets:
         try:
             if BASELINE in names:
                 self._start_bare_vllm()
-            if {"giantserve", "ray-serve-llm"} & set(names):
+            if {"giantserve", RAY_STREAMS, "ray-serve-llm"} & set(names):
                 self._start_serve_apps(names)
             for name, url in self.urls.items():
                 wait_ready(url, self.model.name)
@@ -104,6 +106,12 @@ class Targets:
         if "giantserve" in names:
             serve.run(build_app(self.app.model_dump()), name="giantserve", route_prefix="/", blocking=False)
             self.urls["giantserve"] = f"http://127.0.0.1:{port}"
+        if RAY_STREAMS in names:
+            # Every streamed piece in Serve messages: the stack before the direct channel.
+            args = self.app.model_dump()
+            args["ingress"]["direct_streams"] = False
+            serve.run(build_app(args), name=RAY_STREAMS, route_prefix=f"/{RAY_STREAMS}", blocking=False)
+            self.urls[RAY_STREAMS] = f"http://127.0.0.1:{port}/{RAY_STREAMS}"
         if "ray-serve-llm" in names:
             from ray.serve.llm import LLMConfig, build_openai_app
 
@@ -146,7 +154,7 @@ def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Pr
     """
     if target == BASELINE:
         return [psutil.Process(bare_pid)] if bare_pid else []
-    app = {"giantserve": "giantserve", "ray-serve-llm": "ray-serve-llm"}[target]
+    app = target  # each Serve target is the application of that name
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
