@@ -61,6 +61,7 @@ class ResponseChannel:
         self.address = f"tcp://{host}:{port}"
         self._inboxes: dict[bytes, StreamInbox] = {}
         self._reader = asyncio.get_running_loop().create_task(self._receive_forever())
+        self._reader.add_done_callback(_log_reader_end)
 
     def open(self) -> StreamInbox:
         """A new stream's inbox, open before the engine call (pieces may beat the call's reply)."""
@@ -81,6 +82,12 @@ class ResponseChannel:
                 inbox = inboxes.get(frames[index])
                 if inbox is not None:  # else the stream has ended (its client left)
                     inbox.put(frames[index + 1])
+
+
+def _log_reader_end(reader: asyncio.Task) -> None:
+    # Streams then end with a "pieces lost" error event each: say why once, loudly.
+    if not reader.cancelled() and reader.exception() is not None:
+        logger.error("the response channel stopped reading", exc_info=reader.exception())
 
 
 class StreamInbox:
@@ -157,7 +164,10 @@ class RelayedStream:
                 if late_s <= 0:
                     inbox.close()
                     raise ConnectionError(
-                        f"{end.channel_pieces - inbox.received} pieces of the stream were lost"
+                        f"{end.channel_pieces - inbox.received} pieces of the stream were lost "
+                        f"on the way to {inbox.reply_to[0]}: if no stream gets through, the "
+                        "engine nodes cannot reach that port (open it, or set "
+                        "ingress.direct_streams: false)"
                     )
                 await inbox.wakeup.wait(late_s)
                 continue
