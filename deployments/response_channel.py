@@ -276,4 +276,4 @@ class StreamSender:
         if reply_to is None:
             return batched
         # Batched first: under load a stream still sends a bounded number of pieces per second.
-        return self._outbox.relay(batched, tuple(reply_to))
+        return self._outbox.relay(batched, reply_to)

@@ -30,7 +30,7 @@ class StreamEnd:
     """A stream's last message: its last text (maybe empty) and the engine's report."""
 
     text: str
-    # Pieces of the stream sent on the direct channel (deployments.response_channel), not in Serve messages.
+    # Pieces sent on the direct channel (deployments.response_channel), not on the call.
     channel_pieces: int = 0
     report: Any = None  # deployments.observability.engine_side.EngineReport, set by the engine
 
