@@ -3,10 +3,6 @@ with distributed_executor_backend="ray" in the replica's placement group) agains
 vLLM (`python -m vllm.entrypoints.openai.api_server`) on the same GPU, alternating,
 with `vllm bench serve` (vllm.benchmarks.serve add_cli_args + main) at several concurrencies.
 
-With --ray-serve-llm, Ray Serve LLM (`build_openai_app`, same engine arguments) joins as a
-third target; it needs a GPU of its own in Ray (the nvidia-h200-x2 machine), bare vLLM
-shares GPU 0 with whichever Serve engine Ray puts there.
-
 Run by bench/gpu/run_issue10.sh after setup.sh (PYTHONPATH = repo root + /tmp/site).
 Both servers run at once on the one H200 with a fixed KV cache each (kv_cache_memory_bytes),
 started one after the other; the idle one only spins its scheduler loop while the other
@@ -194,31 +190,23 @@ def deploy_stack(args: dict, model_index: int, record: dict, deadline: float) ->
 
     one = {**args, "models": [args["models"][model_index]]}
     log("serve: deploying build_app with", one["models"][0]["name"])
+    t = time.monotonic()
     serve._run(build_app(one), _blocking=False, name="llm", route_prefix="/")
-    return wait_app_running("llm", time.monotonic(), record, deadline)
-
-
-def wait_app_running(name: str, started: float, record: dict, deadline: float) -> bool:
-    from ray import serve
-
     status = None
     while time.monotonic() < deadline:
-        status = serve.status().applications.get(name)
+        status = serve.status().applications.get("llm")
         if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED", "UNHEALTHY"):
             break
         time.sleep(3)
-    record["deploy_s"] = round(time.monotonic() - started, 1)
+    record["deploy_s"] = round(time.monotonic() - t, 1)
     record["app_status"] = str(status.status) if status else None
     if status is not None:
         record["deployments"] = {
             name: {"status": str(d.status), "message": d.message[:2000]}
             for name, d in status.deployments.items()
         }
-    log(f"{name} status:", record["app_status"], f"after {record['deploy_s']} s")
+    log("stack status:", record["app_status"], f"after {record['deploy_s']} s")
     return status is not None and status.status == "RUNNING"
-
-
-RAY_SERVE_LLM = "ray-serve-llm"
 
 
 def start_stack(a, config: dict, out: Path, result: dict, deadline: float) -> bool:
@@ -243,13 +231,6 @@ def start_stack(a, config: dict, out: Path, result: dict, deadline: float) -> bo
     result["stack"]["cluster_resources"] = ray.cluster_resources()
     log("ray resources:", ray.cluster_resources())
     serve.start(http_options={"host": "127.0.0.1", "port": a.stack_port})
-    if a.ray_serve_llm:
-        # Deployed first, without waiting: both engines compile at once.
-        from bench.ray_serve_llm import ray_serve_llm_app
-
-        app = ray_serve_llm_app(model_cfg.name, a.model_dir, model_cfg.engine_args, on_cpu=False)
-        serve._run(app, _blocking=False, name=RAY_SERVE_LLM, route_prefix=f"/{RAY_SERVE_LLM}")
-        result[RAY_SERVE_LLM] = {"started": time.monotonic()}
     ok = deploy_stack(args, 0, result["stack"], deadline)
     # The proof: the replica's placement group, bundle -> node, and Ray's GPU accounting.
     try:
@@ -372,7 +353,6 @@ def main_() -> int:
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--skip-bare", action="store_true")
     p.add_argument("--skip-stack", action="store_true")
-    p.add_argument("--ray-serve-llm", action="store_true", help="Ray Serve LLM as a third target (needs 2 GPUs)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     hard_deadline = T0 + a.budget_s
@@ -435,12 +415,7 @@ def main_() -> int:
             log("bare vLLM ready:", ok, result["bare"]["start_s"], "s")
         result["gpu_processes"] = sampler.processes()
         log("GPU processes:", result["gpu_processes"])
-        # The targets besides the stack, each answering to the first model's name.
-        others = [("bare", bare_base, a.served_names[0])] if result["bare"].get("ready") else []
-        if RAY_SERVE_LLM in result:
-            record = result[RAY_SERVE_LLM]
-            if wait_app_running(RAY_SERVE_LLM, record.pop("started"), record, hard_deadline - 150):
-                others.append((RAY_SERVE_LLM, f"{stack_base}/{RAY_SERVE_LLM}", a.served_names[0]))
+        bare = [("bare", bare_base, a.served_names[0])] if result["bare"].get("ready") else []
         result["greedy_probe"] = {}
         concurrencies = [int(c) for c in a.concurrency.split(",")]
         prompts = [int(n) for n in a.prompts.split(",")]
@@ -451,7 +426,7 @@ def main_() -> int:
                 record = result["stack"].setdefault("redeploys", {}).setdefault(model, {})
                 stack_ok = deploy_stack(config["applications"][0]["args"], phase, record,
                                         hard_deadline - 60)
-            targets = ([(f"stack:{model}", stack_base, model)] if stack_ok else []) + others
+            targets = ([(f"stack:{model}", stack_base, model)] if stack_ok else []) + bare
             for name, base, served in targets:
                 if name not in result["greedy_probe"]:
                     try:
@@ -459,7 +434,7 @@ def main_() -> int:
                     except Exception as error:
                         result["greedy_probe"][name] = {"error": repr(error)}
             texts = {probe.get("text") for probe in result["greedy_probe"].values()}
-            result["greedy_equal_across_targets"] = len(result["greedy_probe"]) > 1 and len(texts) == 1
+            result["greedy_equal_stack_vs_bare"] = len(result["greedy_probe"]) > 1 and len(texts) == 1
             for rnd in range(a.rounds):
                 order = targets if rnd % 2 == 0 else list(reversed(targets))
                 for conc, num in zip(concurrencies, prompts):
