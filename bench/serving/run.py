@@ -42,6 +42,10 @@ METRICS = {
     "p99_ttft_ms": "TTFT p99 ms",
     "median_itl_ms": "ITL p50 ms",
     "p99_itl_ms": "ITL p99 ms",
+    # Per request (end-to-end minus first token, over the tokens after it): unlike ITL, which
+    # `vllm bench serve` samples per SSE event, it does not fall when events arrive merged.
+    "median_tpot_ms": "TPOT p50 ms",
+    "p99_tpot_ms": "TPOT p99 ms",
     "serving_cpu_us_per_token": "serving-layer CPU µs/token",
 }
 BASELINE = "bare-vllm"
@@ -167,7 +171,7 @@ def bench_once(base_url: str, model: str, tokenizer: str, concurrency: int, out_
         "--model", model, "--tokenizer", tokenizer, "--dataset-name", "random",
         "--random-input-len", "128", "--random-output-len", "64", "--ignore-eos",
         "--num-prompts", str(PROMPTS_PER_CONCURRENCY.get(concurrency, 4 * concurrency)),
-        "--max-concurrency", str(concurrency), "--percentile-metrics", "ttft,itl",
+        "--max-concurrency", str(concurrency), "--percentile-metrics", "ttft,tpot,itl",
         "--metric-percentiles", "50,99", "--disable-tqdm", "--seed", "0",
         "--save-result", "--result-dir", str(out_dir), "--result-filename", result_file.name,
     ]  # fmt: skip
