@@ -163,6 +163,7 @@ variable "serving_env" {
     RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD     = "0"
     RAY_SERVE_ENABLE_HA_PROXY                      = "1"
     RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S = "2"
+    RAY_SERVE_CONTROL_LOOP_INTERVAL_S              = "0.5"
   }
 }
 
