@@ -38,16 +38,17 @@ CPU_STARTUP = StartupConstants(
     engine_init_s=7.21 + 18.25,
     source="measured: bench/cold_start",
 )
-# Engine init on a GPU: bench/gpu/results.md (issue 10, one H200, vLLM 0.26): Serve deployed
-# Qwen3-8B with load_format dummy (no weight reads) in 135.6 s (latest run, bare vLLM compiling
-# beside it on the same machine; 179.8 s in the run before, 133.5 s alone in the first run), torch.compile and CUDA graphs
-# included. Load bandwidth: no GPU node measured yet, so the local-disk figure above; GPU nodes'
-# NVMe is usually faster, which makes the estimate err long (the safe side for provisioning
-# ahead). Cross-check: it predicted 1,299 s (with 179.8 s of init; 1,255 s now) for Qwen3-235B BF16 (470 GB) on 8 GPUs, against 995 s
-# in Ray's docs for that model from zero replicas on 8 x H100 (hardware.md).
+# Engine init on a GPU: bench/gpu/results.md (one H200, vLLM 0.26): Serve deployed Qwen3-8B
+# with load_format dummy (no weight reads) in 184.0 s in the latest run (bare vLLM compiling
+# beside it on the same machine; 135.6 s and 179.8 s in earlier runs, 133.5 s alone, 115.1 s
+# with a warm compile cache), torch.compile and CUDA graphs included. Load bandwidth: no GPU
+# node measured yet, so the local-disk figure above; GPU nodes' NVMe is usually faster, which
+# makes the estimate err long (the safe side for provisioning ahead). Cross-check: it predicts
+# 1,302 s for Qwen3-235B BF16 (470 GB) on 8 GPUs, against 995 s in Ray's docs for that model
+# from zero replicas on 8 x H100 (hardware.md).
 GPU_STARTUP = StartupConstants(
     load_bytes_per_s=_MEASURED_LOAD_BYTES_PER_S,
-    engine_init_s=135.6,
+    engine_init_s=184.0,
     source="measured: load bench/cold_start, engine init bench/gpu",
 )
 
