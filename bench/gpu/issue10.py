@@ -85,8 +85,8 @@ class GpuSampler:
     def sample(self) -> dict:
         n, handles = self._nvml, self._handles
         # Only the measured target is loaded, so the busiest GPU is the one it runs on.
-        busiest = max(handles, key=lambda h: n.nvmlDeviceGetUtilizationRates(h).gpu)
-        util = n.nvmlDeviceGetUtilizationRates(busiest)
+        util, busiest = max(((n.nvmlDeviceGetUtilizationRates(h), h) for h in handles),
+                            key=lambda pair: pair[0].gpu)
         return {
             "t": time.time(),
             "gpu_util_pct": util.gpu,

@@ -30,7 +30,6 @@ sys.path.insert(0, str(REPO))
 from bench.common import (  # noqa: E402
     alternating, cpu_seconds, provenance, summarise, wait_ready,
 )
-from bench.ray_serve_llm import ray_serve_llm_app  # noqa: E402
 from cluster.local_ray import (  # noqa: E402
     LOOPBACK_ENV, apply_loopback_env, free_loopback_port, init_local_ray,
 )
@@ -118,7 +117,16 @@ class Targets:
             serve.run(build_app(args), name=RAY_STREAMS, route_prefix=f"/{RAY_STREAMS}", blocking=False)
             self.urls[RAY_STREAMS] = f"http://127.0.0.1:{port}/{RAY_STREAMS}"
         if "ray-serve-llm" in names:
-            app = ray_serve_llm_app(self.model.name, self.model_path, self.model.engine_args, on_cpu=True)
+            from ray.serve.llm import LLMConfig, build_openai_app
+
+            llm_config = LLMConfig(
+                model_loading_config={"model_id": self.model.name, "model_source": self.model_path},
+                engine_kwargs=dict(self.model.engine_args),
+                # Without this Ray Serve LLM asks for a GPU bundle and waits forever on CPU.
+                accelerator_config={"kind": "cpu"},
+                deployment_config={"num_replicas": 1},
+            )
+            app = build_openai_app({"llm_configs": [llm_config]})
             serve.run(app, name="ray-serve-llm", route_prefix="/rayllm", blocking=False)
             self.urls["ray-serve-llm"] = f"http://127.0.0.1:{port}/rayllm"
 
@@ -142,18 +150,17 @@ def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Pr
     """The processes that serve HTTP but run no model: what the serving layer costs.
 
     Bare vLLM: its API server process (the engine core is a child process). Serve
-    targets: the HTTP proxy (HAProxy, its manager actor and Serve's fallback proxy) and
+    targets (each the Serve application of its name): the HTTP proxy (HAProxy, its manager actor and Serve's fallback proxy) and
     the target application's replica actors; the vLLM engine processes those replicas
     spawn are excluded, as for bare vLLM.
     """
     if target == BASELINE:
         return [psutil.Process(bare_pid)] if bare_pid else []
-    app = target  # each Serve target is the application of that name
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
         proxy = title.startswith(("ray::ProxyActor", "ray::HAProxyManager"))
-        if proxy or process.info["name"] == "haproxy" or title.startswith(f"ray::ServeReplica:{app}:"):
+        if proxy or process.info["name"] == "haproxy" or title.startswith(f"ray::ServeReplica:{target}:"):
             found.append(process)
     return found
 
