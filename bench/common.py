@@ -50,6 +50,8 @@ def summarise(samples: list[float]) -> dict:
         "min": min(samples),
         "max": max(samples),
         "n": len(samples),
+        # Every round's value, in order, so that runs can be pooled later.
+        "samples": samples,
     }
 
 

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from autoscaling.signals import RecentRequests, autoscaling_stats
@@ -66,38 +66,18 @@ class SimulatedLLMEngine:
                 now = time.monotonic()
                 self._recent.first_token(now - arrived_at, now)
                 if body.get("stream"):
-                    pieces = self._stream(kind, body, max_tokens)
+                    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                    pieces = simulated_stream(
+                        kind, self.model.name, max_tokens, self.timing.tokens_per_s,
+                        include_usage, self._decode,
+                    )  # fmt: skip
                     async for message in self._streams.messages(pieces, reply_to):
                         yield message
                 else:
                     await self._decode((max_tokens - 1) / self.timing.tokens_per_s)
-                    yield self._response(kind, max_tokens)
+                    yield simulated_response(kind, self.model.name, max_tokens)
             finally:
                 self._running -= 1
-
-    async def _stream(self, kind: str, body: dict, max_tokens: int) -> AsyncIterator[str]:
-        ident, created = f"sim-{uuid.uuid4().hex}", int(time.time())
-        interval = 1.0 / self.timing.tokens_per_s
-        chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else kind
-        started = time.monotonic()
-        for index in range(max_tokens):
-            if index:
-                # Absolute schedule: a late wake-up does not slow the rest of the stream.
-                await self._decode(max(0.0, started + index * interval - time.monotonic()))
-            last = index == max_tokens - 1
-            choice = {"index": 0, "finish_reason": "length" if last else None}
-            if chunk_kind == "chat.completion.chunk":
-                choice["delta"] = {"content": _TOKEN}
-            else:
-                choice["text"] = _TOKEN
-            chunk = {"id": ident, "object": chunk_kind, "created": created,
-                     "model": self.model.name, "choices": [choice]}  # fmt: skip
-            yield f"data: {json.dumps(chunk)}\n\n"
-        if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"id": ident, "object": chunk_kind, "created": created, "model": self.model.name,
-                     "choices": [], "usage": _usage(max_tokens)}  # fmt: skip
-            yield f"data: {json.dumps(usage)}\n\n"
-        yield "data: [DONE]\n\n"
 
     async def _decode(self, seconds: float) -> None:
         # With placeholder workers, a worker lost meanwhile fails the request at once, as a
@@ -106,22 +86,6 @@ class SimulatedLLMEngine:
             await asyncio.sleep(seconds)
         else:
             await self._workers.run_for(seconds)
-
-    def _response(self, kind: str, max_tokens: int) -> dict:
-        text = _TOKEN * max_tokens
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
-        if kind == "chat.completion":
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return {
-            "id": f"sim-{uuid.uuid4().hex}",
-            "object": kind,
-            "created": int(time.time()),
-            "model": self.model.name,
-            "choices": [choice],
-            "usage": _usage(max_tokens),
-        }
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom-metrics hook, as `LLMEngine`'s."""
@@ -146,6 +110,54 @@ class SimulatedLLMEngine:
         # Raises once a placeholder worker is dead; Serve then replaces this replica.
         if self._workers is not None:
             await self._workers.check()
+
+
+async def simulated_stream(
+    kind: str, model_name: str, max_tokens: int, tokens_per_s: float, include_usage: bool,
+    decode: Callable[[float], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """The SSE pieces of a streamed answer, one token each `1 / tokens_per_s` seconds
+    (`decode` waits); `kind` is "chat.completion" or "text_completion"."""
+    ident, created = f"sim-{uuid.uuid4().hex}", int(time.time())
+    interval = 1.0 / tokens_per_s
+    chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else kind
+    started = time.monotonic()
+    for index in range(max_tokens):
+        if index:
+            # Absolute schedule: a late wake-up does not slow the rest of the stream.
+            await decode(max(0.0, started + index * interval - time.monotonic()))
+        last = index == max_tokens - 1
+        choice = {"index": 0, "finish_reason": "length" if last else None}
+        if chunk_kind == "chat.completion.chunk":
+            choice["delta"] = {"content": _TOKEN}
+        else:
+            choice["text"] = _TOKEN
+        chunk = {"id": ident, "object": chunk_kind, "created": created,
+                 "model": model_name, "choices": [choice]}  # fmt: skip
+        yield f"data: {json.dumps(chunk)}\n\n"
+    if include_usage:
+        usage = {"id": ident, "object": chunk_kind, "created": created, "model": model_name,
+                 "choices": [], "usage": _usage(max_tokens)}  # fmt: skip
+        yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def simulated_response(kind: str, model_name: str, max_tokens: int) -> dict:
+    """The whole answer of a request that is not streamed."""
+    text = _TOKEN * max_tokens
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+    if kind == "chat.completion":
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    return {
+        "id": f"sim-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model_name,
+        "choices": [choice],
+        "usage": _usage(max_tokens),
+    }
 
 
 def _usage(completion_tokens: int) -> dict:

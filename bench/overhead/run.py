@@ -6,6 +6,10 @@ engine replica's streaming (direct channel or Ray messages) and stream batching.
 their own process) open `--streams` concurrent streams that each ask for `--tokens`
 tokens at `--rate` tokens/s; the offered load is streams x rate tokens/s.
 
+The `ray-serve-llm` variant puts Ray Serve LLM's app (its ingress and `LLMServer`, its
+own code and defaults) around the same simulated engine: the peer's serving layer,
+measured the same way.
+
 Reported per run: tokens/s delivered vs offered, SSE chunks/s (Ray messages per hop),
 time to first byte and inter-chunk gap p50/p99 as clients see it, and CPU microseconds per streamed token of
 each serving process (from /proc, over the measured window only).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +48,9 @@ class Variant(NamedTuple):
     env: dict[str, str] = {}  # extra environment for the Ray cluster
     model: dict = {}  # extra model settings
     ingress: dict = {}  # extra ingress settings
+    # Ray Serve LLM's app around the same simulated engine (bench/overhead/peer_engine.py)
+    # in place of ours; the Ray cluster's settings stay ours, as in bench/serving.
+    peer: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -58,7 +66,13 @@ VARIANTS: dict[str, Variant] = {
     "router-on-main-loop": Variant(env={"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}),
     # Serve's Python HTTP proxy in front of the ingress, as before HAProxy was the default.
     "serve-proxy": Variant(env={"RAY_SERVE_ENABLE_HA_PROXY": "0"}),
+    # The peer: its replicas import the engine from this repository's bench package.
+    "ray-serve-llm": Variant(peer=True, env={"PYTHONPATH": str(REPO)}),
 }
+
+# Ingress deployments: ours and Ray Serve LLM's. Every other replica is an engine replica.
+INGRESS_DEPLOYMENTS = ("ingress", "OpenAiIngress")
+REPLICA_TITLE = "ray::ServeReplica:"
 
 
 def app_args(rate: float, variant: Variant) -> dict:
@@ -133,10 +147,11 @@ def serving_processes() -> dict[str, list[psutil.Process]]:
             process.info["name"] == "haproxy"
         ):
             found["proxy"].append(process)
-        elif title.startswith("ray::ServeReplica:") and ":ingress" in title:
-            found["ingress"].append(process)
-        elif title.startswith("ray::ServeReplica:") and ":engine-" in title:
-            found["engine"].append(process)
+        elif title.startswith(REPLICA_TITLE):
+            # "ray::ServeReplica:<app>:<deployment>[.<method running>]"
+            app_and_deployment = title.split(" ")[0][len(REPLICA_TITLE):]
+            deployment = re.split(r"[.:]", app_and_deployment.split(":", 1)[1])[0]
+            found["ingress" if deployment in INGRESS_DEPLOYMENTS else "engine"].append(process)
     return found
 
 
@@ -178,7 +193,13 @@ class Cluster:
         init_local_ray(num_cpus=16, log_to_driver=False)
         port = free_loopback_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(app_args(rate, settings)), name="overhead", route_prefix="/")
+        if settings.peer:
+            from bench.overhead.peer_engine import peer_app
+
+            app = peer_app(MODEL, rate)
+        else:
+            app = build_app(app_args(rate, settings))
+        serve.run(app, name="overhead", route_prefix="/")
         self.url = f"http://127.0.0.1:{port}/v1/completions"
 
     def close(self) -> None:
