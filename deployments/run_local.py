@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 import urllib.request
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
 """,
         flush=True,
     )
+    # `kill`, a container stop or a service manager send SIGTERM: stop as Ctrl-C does, where
+    # Ray's own handler would print a stack dump and abort with the cluster still up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
