@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ray.serve.llm import LLMConfig
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-from vllm.entrypoints.openai.completion.protocol import CompletionRequest, CompletionResponse
+import pytest
 
-from bench.overhead.peer_engine import SimulatedPeerEngine, SimulatedPeerServer
+# Ray Serve LLM imports pyarrow, which only the `bench` extra installs.
+pytest.importorskip("pyarrow", reason="the bench extra (pip install .[bench]) is not installed")
+
+from ray.serve.llm import LLMConfig  # noqa: E402
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest  # noqa: E402
+from vllm.entrypoints.openai.completion.protocol import (  # noqa: E402
+    CompletionRequest,
+    CompletionResponse,
+)
+
+from bench.overhead.peer_engine import SimulatedPeerEngine, SimulatedPeerServer  # noqa: E402
 
 
 def peer_engine() -> SimulatedPeerEngine:
