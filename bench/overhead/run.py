@@ -8,7 +8,7 @@ tokens at `--rate` tokens/s; the offered load is streams x rate tokens/s.
 
 The `ray-serve-llm` variant puts Ray Serve LLM's app (its ingress and `LLMServer`, its
 own code and defaults) around the same simulated engine: the peer's serving layer,
-measured the same way.
+measured the same way (it needs the `bench` extra).
 
 Reported per run: tokens/s delivered vs offered, SSE chunks/s (Ray messages per hop),
 time to first byte and inter-chunk gap p50/p99 as clients see it, and CPU microseconds per streamed token of
