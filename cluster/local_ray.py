@@ -42,14 +42,21 @@ def free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def _own_haproxy_metrics_port() -> dict[str, str]:
-    """A metrics port of its own for this cluster's HAProxy.
+# Ports Serve takes once per machine, whatever the cluster: right for a GPU node, not for
+# two local clusters at once (a test run beside `make serve`, a test that runs the serve
+# command): the second one's HAProxy or fallback proxy could not bind and Serve never
+# became ready. Serve keeps HAProxy's files apart per node id already.
+PER_MACHINE_SERVE_PORTS = (
+    "RAY_SERVE_HAPROXY_METRICS_PORT",  # 9101
+    "RAY_SERVE_HAPROXY_STATS_PORT",  # 8404
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",  # 8500
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",  # 9500
+)
 
-    Serve keeps HAProxy's files apart per node id already, but its metrics port is one
-    per machine (9101): right for a GPU node, not for two local clusters at once, e.g. a
-    test run beside `make serve`.
-    """
-    return {"RAY_SERVE_HAPROXY_METRICS_PORT": str(free_loopback_port())}
+
+def _own_serve_ports() -> dict[str, str]:
+    """A port of its own for each of Serve's per-machine ports, for a new local cluster."""
+    return {name: str(free_loopback_port()) for name in PER_MACHINE_SERVE_PORTS}
 
 
 def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
@@ -63,7 +70,7 @@ def init_local_ray(num_cpus: int = DEFAULT_LOGICAL_CPUS, **kwargs) -> None:
     apply_loopback_env()
     address = os.environ.get("RAY_ADDRESS")
     if not address:
-        os.environ.update(_own_haproxy_metrics_port())
+        os.environ.update(_own_serve_ports())
     ray.init(
         address=address or "local",
         num_cpus=None if address else num_cpus,

@@ -138,7 +138,9 @@ def test_a_full_model_queue_is_refused_at_once_with_retry_after(gateway_url):
     async def one(client: httpx.AsyncClient) -> httpx.Response:
         return await client.post(
             f"{gateway_url}/v1/chat/completions",
-            json={"model": "sim-slow", "messages": HI, "max_tokens": 20},  # 1 s each
+            # 2 s each: the burst must reach the replica before the first one ends, even
+            # on a machine that is busy with something else.
+            json={"model": "sim-slow", "messages": HI, "max_tokens": 40},
             headers={"Authorization": f"Bearer {FULL_KEY}"},
         )
 
