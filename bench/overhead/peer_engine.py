@@ -13,8 +13,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ray.serve.llm import LLMConfig, LLMServer, build_openai_app
+from ray.serve.llm import LLMConfig, LLMServer
 
+from bench.ray_serve_llm import ray_serve_llm_cpu_app
 from deployments.simulated_engine import simulated_response, simulated_stream
 
 class SimulatedPeerEngine:
@@ -66,12 +67,8 @@ class SimulatedPeerServer(LLMServer):
 def peer_app(model: str, tokens_per_s: float):
     """Ray Serve LLM's OpenAI app (ingress + one `LLMServer` replica) on the simulated
     engine; its own limits (no bound on ongoing requests) stand."""
-    config = LLMConfig(
-        model_loading_config={"model_id": model},
+    return ray_serve_llm_cpu_app(
+        {"model_id": model},
         server_cls=SimulatedPeerServer,
-        # Without this Ray Serve LLM asks for a GPU bundle and waits forever on CPU.
-        accelerator_config={"kind": "cpu"},
         experimental_configs={"simulated_tokens_per_s": tokens_per_s},
-        deployment_config={"num_replicas": 1},
     )
-    return build_openai_app({"llm_configs": [config]})

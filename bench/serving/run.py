@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import (  # noqa: E402
     alternating, cpu_seconds, provenance, summarise, wait_ready,
 )
+from bench.ray_serve_llm import ray_serve_llm_cpu_app  # noqa: E402
 from cluster.local_ray import (  # noqa: E402
     LOOPBACK_ENV, apply_loopback_env, free_loopback_port, init_local_ray,
 )
@@ -117,16 +118,10 @@ class Targets:
             serve.run(build_app(args), name=RAY_STREAMS, route_prefix=f"/{RAY_STREAMS}", blocking=False)
             self.urls[RAY_STREAMS] = f"http://127.0.0.1:{port}/{RAY_STREAMS}"
         if "ray-serve-llm" in names:
-            from ray.serve.llm import LLMConfig, build_openai_app
-
-            llm_config = LLMConfig(
-                model_loading_config={"model_id": self.model.name, "model_source": self.model_path},
+            app = ray_serve_llm_cpu_app(
+                {"model_id": self.model.name, "model_source": self.model_path},
                 engine_kwargs=dict(self.model.engine_args),
-                # Without this Ray Serve LLM asks for a GPU bundle and waits forever on CPU.
-                accelerator_config={"kind": "cpu"},
-                deployment_config={"num_replicas": 1},
             )
-            app = build_openai_app({"llm_configs": [llm_config]})
             serve.run(app, name="ray-serve-llm", route_prefix="/rayllm", blocking=False)
             self.urls["ray-serve-llm"] = f"http://127.0.0.1:{port}/rayllm"
 
@@ -150,7 +145,8 @@ def serving_layer_processes(target: str, bare_pid: int | None) -> list[psutil.Pr
     """The processes that serve HTTP but run no model: what the serving layer costs.
 
     Bare vLLM: its API server process (the engine core is a child process). Serve
-    targets (each the Serve application of its name): the HTTP proxy (HAProxy, its manager actor and Serve's fallback proxy) and
+    targets (each the Serve application of its name): the HTTP proxy (HAProxy, its
+    manager actor and Serve's fallback proxy) and
     the target application's replica actors; the vLLM engine processes those replicas
     spawn are excluded, as for bare vLLM.
     """
